@@ -1,0 +1,535 @@
+"""The `LLMTwin` API, version v1alpha1: the single source of truth.
+
+These pydantic models are what every component reads (operator, gateway, workflows, CLI), and
+`llmtwin.api.crd` generates the CRD's OpenAPI schema from them, so defaults, bounds, enums and the
+cross-field CEL rules live here once. Field names are camelCase on the wire (Kubernetes style) and
+snake_case in Python.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "llmtwin.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "LLMTwin"
+PLURAL = "llmtwins"
+SINGULAR = "llmtwin"
+SHORT_NAMES = ["twin", "twins"]
+
+# Go-style durations as Kubernetes users write them ("30s", "10m", "1h30m").
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# S3 bucket naming rules (lowercase, digits, dots, hyphens; 3-63 chars).
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+K8S_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
+
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
+Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=32)]
+
+
+def duration_seconds(value: str) -> float:
+    """Parse a Go-style duration ("1h30m") into seconds."""
+    parts = _DURATION_PART.findall(value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        raise ValueError(f"not a duration: {value!r} (expected e.g. 30s, 10m, 1h30m)")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+class ApiModel(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are errors, as in the CRD."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", validate_default=True
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The camelCase JSON form, as it appears in the resource."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    """One `x-kubernetes-validations` entry; the CRD generator copies these into the schema."""
+    entry = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+# ----------------------------------------------------------------------------------------- author
+
+
+class AuthorSpec(ApiModel):
+    """Whose voice the twin imitates."""
+
+    name: str = Field(min_length=1, max_length=200, description="The author's display name, used in prompts.")
+    style_notes: str = Field(
+        default="",
+        max_length=4000,
+        description="Free-text notes on the author's style (tone, vocabulary), added to prompts and datasets.",
+    )
+
+
+# ------------------------------------------------------------------------------------- base model
+
+
+class BaseModelSpec(ApiModel):
+    """The model that LoRA adapters are trained on and served with."""
+
+    id: str = Field(
+        min_length=1,
+        max_length=512,
+        description=(
+            "Model to fine-tune and serve: a hub id (`org/name` or `hf://org/name`), an `s3://bucket/prefix`,"
+            " or a local directory path."
+        ),
+    )
+    revision: str | None = Field(default=None, max_length=128, description="Hub revision or commit to pin.")
+    tokenizer: str | None = Field(
+        default=None, max_length=512, description="Tokenizer location when it differs from the model's."
+    )
+    chat_template: str | None = Field(
+        default=None,
+        max_length=20000,
+        description="Jinja chat template overriding the tokenizer's; used for datasets and generation.",
+    )
+
+
+# ---------------------------------------------------------------------------------------- sources
+
+FileType = Literal["txt", "md", "html", "pdf", "json", "jsonl"]
+ALL_FILE_TYPES: list[FileType] = ["txt", "md", "html", "pdf", "json", "jsonl"]
+
+
+class SecretKeyRef(ApiModel):
+    """Credentials come from a Secret in the twin's namespace, never from the spec itself."""
+
+    name: str = Field(pattern=K8S_NAME_PATTERN, max_length=253, description="Secret name.")
+    access_key_key: str = Field(default="accessKey", description="Key holding the S3 access key id.")
+    secret_key_key: str = Field(default="secretKey", description="Key holding the S3 secret key.")
+
+
+class SourceSpec(ApiModel):
+    """A MinIO/S3 bucket (optionally a prefix of it) whose objects are the author's documents."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.endpoint) || has(self.credentialsSecretRef)",
+                    "credentialsSecretRef is required when endpoint is set",
+                    ".credentialsSecretRef",
+                ),
+            ]
+        }
+    )
+
+    bucket: str = Field(pattern=BUCKET_PATTERN, description="Bucket name (S3 naming rules).")
+    prefix: str = Field(default="", max_length=1024, description="Only objects under this key prefix.")
+    suffix: str = Field(default="", max_length=256, description="Only objects whose key ends with this.")
+    file_types: list[FileType] = Field(
+        default_factory=lambda: list(ALL_FILE_TYPES),
+        min_length=1,
+        description="Parsers to apply; other files are recorded as unsupported.",
+    )
+    endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        max_length=512,
+        description="S3 endpoint URL. Empty: the operator's default MinIO (cluster) or a watched folder (llmtwin up).",
+    )
+    credentials_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret with the access and secret keys for this bucket."
+    )
+    create_bucket: bool = Field(default=True, description="Create the bucket if it does not exist.")
+    max_object_bytes: int = Field(
+        default=50 * 1024 * 1024,
+        ge=1,
+        le=5 * 1024**3,
+        description="Objects larger than this are recorded as failed and not downloaded.",
+    )
+
+
+# ----------------------------------------------------------------------------------- vector store
+
+IndexType = Literal["FLAT", "IVF_FLAT", "HNSW", "AUTOINDEX"]
+MetricType = Literal["COSINE", "IP", "L2"]
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class VectorStoreSpec(ApiModel):
+    """Where the twin's chunks live and how they are cut and embedded."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self.chunkOverlap < self.chunkSize", "chunkOverlap must be smaller than chunkSize",
+                    ".chunkOverlap"),
+            ]
+        }
+    )
+
+    uri: str = Field(
+        default="http://milvus.milvus.svc:19530",
+        min_length=1,
+        max_length=512,
+        description="Milvus URI: `http(s)://host:port` for a server, or a local file path for Milvus Lite.",
+    )
+    collection: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$",
+        description="Collection name. Default: `twin_<namespace>_<name>` with dashes as underscores.",
+    )
+    embedding_model: str = Field(
+        default=DEFAULT_EMBEDDING_MODEL, min_length=1, description="Sentence-transformers model id or path."
+    )
+    dimension: int = Field(default=384, ge=2, le=32768, description="Embedding dimension of that model.")
+    index_type: IndexType = Field(default="HNSW", description="Milvus index type.")
+    metric: MetricType = Field(default="COSINE", description="Similarity metric.")
+    chunk_size: int = Field(default=256, ge=16, le=8192, description="Chunk size in tokens.")
+    chunk_overlap: int = Field(default=32, ge=0, le=4096, description="Overlap between chunks in tokens.")
+    embed_batch_size: int = Field(default=32, ge=1, le=1024, description="Chunks embedded per batch.")
+    hybrid: bool = Field(default=False, description="Also index BM25 sparse vectors for hybrid retrieval.")
+    pii_scrub: bool = Field(default=False, description="Mask e-mail addresses and phone numbers before indexing.")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> VectorStoreSpec:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("vectorStore.chunkOverlap must be smaller than vectorStore.chunkSize")
+        return self
+
+
+# --------------------------------------------------------------------------------------- training
+
+
+class LoraSpec(ApiModel):
+    r: int = Field(default=16, ge=1, le=512, description="LoRA rank.")
+    alpha: int = Field(default=32, ge=1, le=4096, description="LoRA alpha (scaling numerator).")
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
+    target_modules: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=lambda: ["q_proj", "v_proj"],
+        min_length=1,
+        description="Module names to adapt; must exist in the base model.",
+    )
+
+
+DatasetRecipe = Literal["passages", "served-model"]
+
+
+class DatasetSpec(ApiModel):
+    recipe: DatasetRecipe = Field(
+        default="passages",
+        description=(
+            "`passages`: instructions derived from titles and preceding context, no external model."
+            " `served-model`: ask the currently served model for instructions (needs serving)."
+        ),
+    )
+    min_chars: int = Field(default=200, ge=1, description="Drop passages shorter than this.")
+    max_chars: int = Field(default=4000, ge=1, description="Split or drop passages longer than this.")
+    eval_fraction: float = Field(default=0.1, gt=0.0, lt=0.9, description="Share of documents held out.")
+    near_duplicate_threshold: float = Field(
+        default=0.95, gt=0.0, le=1.0, description="Cosine similarity above which passages count as duplicates."
+    )
+
+
+GateMetric = Literal["perplexity", "style_similarity"]
+
+
+class GateSpec(ApiModel):
+    """A candidate adapter is promoted only if it beats production by this much."""
+
+    metric: GateMetric = Field(default="perplexity", description="Primary metric the gate compares.")
+    min_improvement: float = Field(
+        default=0.01, ge=0.0, le=1.0, description="Minimum relative improvement over production (0.01 = 1%)."
+    )
+
+
+class Toleration(ApiModel):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class ComputeSpec(ApiModel):
+    """Resources and placement for a pod (training job or model server)."""
+
+    gpu: int = Field(default=0, ge=0, le=16, description="nvidia.com/gpu count.")
+    cpu: Quantity = Field(default="2", description="CPU request.")
+    memory: Quantity = Field(default="8Gi", description="Memory request and limit.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels to schedule on.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Taints to tolerate (GPU nodes).")
+
+
+class TrainingSpec(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self.maxSteps > 0 || self.epochs > 0", "set epochs or maxSteps", ".epochs"),
+            ]
+        }
+    )
+
+    lora: LoraSpec = Field(default_factory=LoraSpec, description="Adapter shape.")
+    learning_rate: float = Field(default=2e-4, gt=0.0, lt=1.0, description="Peak learning rate.")
+    epochs: int = Field(default=1, ge=0, le=100, description="Passes over the dataset (ignored if maxSteps > 0).")
+    max_steps: int = Field(default=0, ge=0, le=1_000_000, description="Optimizer steps; 0 means use epochs.")
+    batch_size: int = Field(default=4, ge=1, le=1024, description="Sequences per device step.")
+    gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024)
+    max_seq_length: int = Field(default=512, ge=16, le=131072, description="Tokens per packed sequence.")
+    seed: int = Field(default=42, ge=0, description="Seed for data split, init and shuffling.")
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    gate: GateSpec = Field(default_factory=GateSpec)
+    cooldown: Duration = Field(default="1h", description="Minimum time between two retrains of this twin.")
+    schedule: str | None = Field(
+        default=None, max_length=128, description="Optional cron schedule for periodic retraining."
+    )
+    resources: ComputeSpec = Field(default_factory=ComputeSpec, description="Training pod resources.")
+
+    @model_validator(mode="after")
+    def _has_length(self) -> TrainingSpec:
+        if self.max_steps <= 0 and self.epochs <= 0:
+            raise ValueError("training: set epochs or maxSteps")
+        return self
+
+
+# ---------------------------------------------------------------------------------------- serving
+
+ServingEngine = Literal["tgi", "vllm"]
+DEFAULT_IMAGES: dict[str, str] = {
+    "tgi": "ghcr.io/huggingface/text-generation-inference:3.3.4",
+    "vllm": "vllm/vllm-openai:v0.11.0",
+}
+
+
+class CanaryStep(ApiModel):
+    set_weight: int = Field(ge=1, le=100, description="Percent of traffic to the canary at this step.")
+    pause: Duration | None = Field(default=None, description="How long to hold this weight (empty: analysis only).")
+
+
+class AnalysisSpec(ApiModel):
+    """Prometheus checks that decide promote or roll back."""
+
+    max_error_ratio: float = Field(default=0.05, ge=0.0, le=1.0, description="Max 5xx / requests.")
+    max_p95_latency_seconds: float = Field(default=2.0, gt=0.0, description="Max p95 request latency.")
+    interval: Duration = Field(default="1m", description="Measurement interval.")
+    failure_limit: int = Field(default=1, ge=0, le=100, description="Failed measurements before rollback.")
+    prometheus_address: str = Field(
+        default="http://prometheus-operated.monitoring.svc:9090",
+        pattern=r"^https?://",
+        description="Prometheus the analysis queries.",
+    )
+
+
+def _default_canary_steps() -> list[CanaryStep]:
+    return [CanaryStep(set_weight=10, pause="2m"), CanaryStep(set_weight=50, pause="5m")]
+
+
+class CanarySpec(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.steps.map(s, s.setWeight).isSorted() &&"
+                    " self.steps.all(a, self.steps.exists_one(b, b.setWeight == a.setWeight))",
+                    "canary steps must have strictly increasing setWeight",
+                    ".steps",
+                ),
+            ]
+        }
+    )
+
+    steps: list[CanaryStep] = Field(
+        default_factory=_default_canary_steps, min_length=1, max_length=20, description="Traffic steps."
+    )
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: list[CanaryStep]) -> list[CanaryStep]:
+        weights = [s.set_weight for s in steps]
+        if any(b <= a for a, b in zip(weights, weights[1:], strict=False)):
+            raise ValueError(f"serving.canary.steps: setWeight must strictly increase, got {weights}")
+        return steps
+
+
+DEFAULT_PROMPT_TEMPLATE = (
+    "You are {author}, writing in your own voice. {style}\n"
+    "Use the context from your own writing when it helps.\n\n"
+    "Context:\n{context}\n\nQuestion: {question}\nAnswer:"
+)
+
+
+class GatewaySpec(ApiModel):
+    top_k: int = Field(default=4, ge=1, le=100, description="Chunks retrieved per question.")
+    prompt_template: str = Field(
+        default=DEFAULT_PROMPT_TEMPLATE,
+        max_length=20000,
+        description="Prompt with {author}, {style}, {context} and {question} placeholders.",
+    )
+    generation_endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="TGI-compatible endpoint for generation. Empty: the twin's own serving Service.",
+    )
+
+
+class AutoscalingSpec(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self.minReplicas <= self.maxReplicas", "minReplicas must be <= maxReplicas",
+                    ".minReplicas"),
+            ]
+        }
+    )
+
+    min_replicas: int = Field(default=1, ge=0, le=100)
+    max_replicas: int = Field(default=1, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("serving.autoscaling: minReplicas must be <= maxReplicas")
+        return self
+
+
+def _default_serving_resources() -> ComputeSpec:
+    return ComputeSpec(gpu=1, cpu="4", memory="24Gi")
+
+
+class ServingSpec(ApiModel):
+    engine: ServingEngine = Field(default="tgi", description="Model server (`tgi`; `vllm` also allowed).")
+    image: str | None = Field(default=None, max_length=512, description="Server image. Default per engine.")
+    replicas: int = Field(default=1, ge=0, le=100, description="Model server replicas.")
+    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
+    resources: ComputeSpec = Field(default_factory=_default_serving_resources, description="Server pod resources.")
+    max_input_tokens: int = Field(default=2048, ge=1, le=1_000_000)
+    max_total_tokens: int = Field(default=4096, ge=2, le=1_000_000)
+    max_new_tokens: int = Field(default=256, ge=1, le=100_000, description="Default generation length.")
+    canary: CanarySpec = Field(default_factory=CanarySpec)
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+
+    @property
+    def resolved_image(self) -> str:
+        return self.image or DEFAULT_IMAGES[self.engine]
+
+
+# ------------------------------------------------------------------------------------------ drift
+
+DriftDetector = Literal["embedding-centroid", "feedback"]
+
+
+class DriftSpec(ApiModel):
+    detector: DriftDetector = Field(
+        default="embedding-centroid",
+        description="`embedding-centroid`: cosine distance of recent questions to the corpus centroid.",
+    )
+    window: Duration = Field(default="1h", description="Window of recent queries compared to the corpus.")
+    threshold: float = Field(default=0.35, gt=0.0, le=2.0, description="Drift score that fires the alert.")
+    for_: Duration = Field(default="10m", alias="for", description="How long drift must hold before firing.")
+
+
+# ------------------------------------------------------------------------------------------- spec
+
+DeletionPolicy = Literal["Retain", "Delete"]
+
+
+class LLMTwinSpec(ApiModel):
+    """Desired state of one twin: whose voice, which documents, which model, how it is served."""
+
+    author: AuthorSpec
+    base_model: BaseModelSpec
+    sources: list[SourceSpec] = Field(min_length=1, max_length=32, description="Where the documents are.")
+    vector_store: VectorStoreSpec = Field(default_factory=VectorStoreSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    serving: ServingSpec = Field(default_factory=ServingSpec)
+    drift: DriftSpec = Field(default_factory=DriftSpec)
+    deletion_policy: DeletionPolicy = Field(
+        default="Retain",
+        description="`Delete` also removes the Milvus collection and bucket notifications when the twin is deleted.",
+    )
+    suspend: bool = Field(default=False, description="Stop submitting ingest and retrain workflows.")
+
+
+# ----------------------------------------------------------------------------------------- status
+
+ConditionType = Literal["Ready", "StorageReady", "IngestionReady", "ServingReady", "Training", "Degraded"]
+Phase = Literal["Pending", "Reconciling", "Ready", "Degraded", "Deleting"]
+
+
+class Condition(ApiModel):
+    """Kubernetes-style condition (`kubectl wait --for=condition=Ready` reads these)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
+    message: str = Field(default="", max_length=32768)
+    last_transition_time: str
+    observed_generation: int | None = None
+
+
+class LLMTwinStatus(ApiModel):
+    model_config = ConfigDict(extra="ignore")
+
+    phase: Phase = "Pending"
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    collection: str | None = Field(default=None, description="Resolved Milvus collection.")
+    children: list[str] = Field(default_factory=list, description="Kind/name of owned objects.")
+    model_version: str | None = Field(default=None, description="Production adapter version (MLflow).")
+    candidate_version: str | None = Field(default=None, description="Candidate awaiting rollout.")
+    documents: int | None = None
+    chunks: int | None = None
+    last_ingestion: str | None = None
+    last_training: str | None = None
+    last_drift_alert: str | None = None
+    last_error: str | None = None
+    buckets: list[str] = Field(default_factory=list, description="Buckets wired to the event plane.")
+
+
+# --------------------------------------------------------------------------------------- resource
+
+
+class ObjectMeta(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(pattern=K8S_NAME_PATTERN, max_length=63)
+    namespace: str = "default"
+    uid: str | None = None
+    generation: int | None = None
+
+
+class LLMTwin(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    api_version: Literal["llmtwin.dev/v1alpha1"] = Field(default=API_VERSION, alias="apiVersion")
+    kind: Literal["LLMTwin"] = KIND
+    metadata: ObjectMeta
+    spec: LLMTwinSpec
+    status: LLMTwinStatus = Field(default_factory=LLMTwinStatus)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace
+
+    @property
+    def collection(self) -> str:
+        """The Milvus collection for this twin (spec override or a name derived from namespace/name)."""
+        if self.spec.vector_store.collection:
+            return self.spec.vector_store.collection
+        return f"twin_{self.namespace}_{self.name}".replace("-", "_").replace(".", "_")

@@ -1,0 +1,142 @@
+"""`llmtwin`: one command line for the laptop and the cluster.
+
+Each subcommand lives in its own module; this file only assembles them, importing heavy modules
+(torch, Milvus) lazily so `llmtwin render` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+
+from llmtwin.api.v1alpha1 import LLMTwin
+
+app = typer.Typer(
+    name="llmtwin",
+    help="Keep an LLM Twin alive: a LoRA-tuned model in one author's voice, answering from their documents.\n\n"
+    "Laptop: `llmtwin up -f twin.yaml`. Cluster: `kubectl apply -f twin.yaml` with the operator installed.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+err = Console(stderr=True)
+TwinFile = typer.Option(..., "-f", "--file", help="An LLMTwin manifest (YAML).", exists=True, dir_okay=False)
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e["loc"])
+        lines.append(f"  {where}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_twin_file(path: Path) -> LLMTwin:
+    """Read and validate a twin manifest; exit with field-named errors when it is invalid."""
+    try:
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    except yaml.YAMLError as exc:
+        err.print(f"[red]{path}: not valid YAML:[/] {exc}")
+        raise typer.Exit(2) from exc
+    twins = [d for d in docs if isinstance(d, dict) and d.get("kind") == "LLMTwin"]
+    if len(twins) != 1:
+        err.print(f"[red]{path}: expected exactly one LLMTwin document, found {len(twins)}[/]")
+        raise typer.Exit(2)
+    try:
+        return LLMTwin.model_validate(twins[0])
+    except ValidationError as exc:
+        err.print(f"[red]{path}: invalid LLMTwin[/]\n{format_validation_error(exc)}")
+        raise typer.Exit(2) from exc
+
+
+def dump_yaml(objs: list[dict[str, Any]]) -> str:
+    return yaml.safe_dump_all(objs, sort_keys=False, width=120)
+
+
+@app.command()
+def validate(file: Path = TwinFile) -> None:
+    """Check a twin manifest against the typed API (the same rules the CRD enforces)."""
+    twin = load_twin_file(file)
+    from llmtwin.operator.reconcile import spec_problems
+
+    problems = spec_problems(twin)
+    if problems:
+        err.print("[red]" + "\n".join(problems) + "[/]")
+        raise typer.Exit(2)
+    err.print(f"[green]{file}: LLMTwin {twin.namespace}/{twin.name} is valid[/]")
+
+
+@app.command()
+def render(
+    file: Path = TwinFile,
+    output: Path | None = typer.Option(None, "-o", "--output", help="Write one file per object here."),
+) -> None:
+    """Print every Kubernetes object the operator would create for this twin (no cluster needed)."""
+    from llmtwin.operator.builders import children
+    from llmtwin.settings import load
+
+    twin = load_twin_file(file)
+    objs = children(twin, load())
+    if output is None:
+        sys.stdout.write(dump_yaml(objs))
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    for obj in objs:
+        target = output / f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+        target.write_text(yaml.safe_dump(obj, sort_keys=False, width=120))
+    err.print(f"wrote {len(objs)} objects to {output}/")
+
+
+@app.command()
+def crd(
+    check: bool = typer.Option(False, "--check", help="Fail if the checked-in CRD differs from the models."),
+    path: Path = typer.Option(Path("manifests/crds/llmtwin.dev_llmtwins.yaml"), help="CRD file."),
+) -> None:
+    """Generate the LLMTwin CRD from the typed models (llmtwin/api/v1alpha1.py)."""
+    from llmtwin.api.crd import render_crd_yaml
+
+    generated = render_crd_yaml()
+    if check:
+        if not path.exists() or path.read_text() != generated:
+            err.print(f"[red]{path} is out of date: run `llmtwin crd`[/]")
+            raise typer.Exit(1)
+        err.print(f"{path} matches the models")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(generated)
+    err.print(f"wrote {path}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def step(ctx: typer.Context, name: str = typer.Argument(..., help="Registered step name.")) -> None:
+    """Run one workflow step (the entrypoint of every Argo template container): NAME key=value ..."""
+    from llmtwin.workflows.steps import main
+
+    raise typer.Exit(main([name, *ctx.args]))
+
+
+@app.command()
+def operator(
+    namespace: list[str] = typer.Option([], "-n", "--namespace", help="Watch only these namespaces."),
+    liveness: str = typer.Option("http://0.0.0.0:8080/healthz", help="Liveness endpoint for kopf."),
+) -> None:
+    """Run the Kopf operator (what the operator Deployment runs)."""
+    import asyncio
+
+    import kopf
+
+    import llmtwin.operator.main  # noqa: F401  (registers the handlers)
+
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not namespace,
+            namespaces=namespace or None,
+            liveness_endpoint=liveness,
+            standalone=True,
+        )
+    )

@@ -1,0 +1,1 @@
+"""The Kopf operator: `main` holds the decorators, `reconcile` the logic, `builders` the pure objects."""

@@ -1,0 +1,83 @@
+"""Idempotent apply of rendered children: read, compare, and write only when something differs.
+
+Server-side apply alone would converge, but every no-op apply is still a write request. Reading the
+live object first and skipping it when it already contains everything we render keeps a no-op
+reconcile at zero writes (the benchmark counts them), while a manual edit to a field we own is
+still put back on the next reconcile.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from kubernetes import client
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError
+from kubernetes.dynamic.resource import Resource
+from prometheus_client import Counter
+
+FIELD_MANAGER = "llmtwin-operator"
+
+API_WRITES = Counter(
+    "llmtwin_operator_api_writes_total", "Mutating API requests made by the operator", ["kind", "verb"]
+)
+API_READS = Counter("llmtwin_operator_api_reads_total", "Read API requests made by the operator", ["kind"])
+
+
+def contains(live: Any, desired: Any) -> bool:
+    """True when `live` already holds every field and value of `desired` (extra live fields are fine:
+    the API server adds defaults and status)."""
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(k in live and contains(live[k], v) for k, v in desired.items())
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(desired)
+            and all(contains(lv, dv) for lv, dv in zip(live, desired, strict=True))
+        )
+    if isinstance(desired, bool) or isinstance(live, bool):
+        return live is desired
+    if isinstance(desired, int | float) and isinstance(live, int | float):
+        return float(live) == float(desired)
+    return live == desired
+
+
+class Applier:
+    """Applies objects with server-side apply under one field manager, skipping no-ops."""
+
+    def __init__(self, api_client: client.ApiClient, field_manager: str = FIELD_MANAGER):
+        self._dynamic = DynamicClient(api_client)
+        self._field_manager = field_manager
+        self._resources: dict[tuple[str, str], Resource] = {}
+        self._lock = threading.Lock()
+
+    def resource(self, api_version: str, kind: str) -> Resource:
+        key = (api_version, kind)
+        with self._lock:
+            if key not in self._resources:
+                self._resources[key] = self._dynamic.resources.get(api_version=api_version, kind=kind)
+            return self._resources[key]
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        API_READS.labels(kind).inc()
+        try:
+            return self.resource(api_version, kind).get(name=name, namespace=namespace).to_dict()
+        except NotFoundError:
+            return None
+
+    def apply(self, obj: dict[str, Any]) -> bool:
+        """Apply `obj`; return True if a write was needed."""
+        meta = obj["metadata"]
+        live = self.get(obj["apiVersion"], obj["kind"], meta["name"], meta["namespace"])
+        if live is not None and contains(live, obj):
+            return False
+        self.resource(obj["apiVersion"], obj["kind"]).server_side_apply(
+            body=obj,
+            name=meta["name"],
+            namespace=meta["namespace"],
+            field_manager=self._field_manager,
+            force_conflicts=True,
+        )
+        API_WRITES.labels(obj["kind"], "apply").inc()
+        return True

@@ -1,0 +1,294 @@
+"""Pure builders: an LLMTwin in, the Kubernetes objects it needs out.
+
+No API calls here: the handlers apply what these return, so everything a twin creates can be
+unit-tested, rendered offline (`llmtwin render`) and diffed. Ownership (ownerReferences) is added
+by the handler, which knows the live object's uid.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from llmtwin.api.v1alpha1 import LLMTwin, duration_seconds
+from llmtwin.settings import Settings
+from llmtwin.workflows import templates
+
+SERVER_PORT = 8080
+ADAPTER_DIR = "/adapters"
+DRIFT_METRIC = "llmtwin_drift_score"
+DRIFT_ALERT = "LLMTwinDrift"
+
+
+def _meta(twin: LLMTwin, name: str, component: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": twin.namespace,
+        "labels": {**templates.twin_labels(twin), "app.kubernetes.io/component": component},
+    }
+
+
+def resolved_twin(twin: LLMTwin) -> dict[str, Any]:
+    """The twin as the workflows see it: spec with every default filled in, no status."""
+    return {
+        "apiVersion": twin.api_version,
+        "kind": twin.kind,
+        "metadata": {"name": twin.name, "namespace": twin.namespace},
+        "spec": twin.spec.wire(),
+    }
+
+
+def config_map(twin: LLMTwin, settings: Settings) -> dict[str, Any]:
+    env = "".join(f"{k}={v}\n" for k, v in sorted(settings.as_env().items()))
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(twin, templates.config_map_name(twin), "config"),
+        "data": {
+            "twin.json": json.dumps(resolved_twin(twin), indent=2, sort_keys=True),
+            "settings.env": env,
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------- serving
+
+
+def server_name(twin: LLMTwin) -> str:
+    return f"{twin.name}-server"
+
+
+def _server_selector(twin: LLMTwin) -> dict[str, str]:
+    return {templates.TWIN_LABEL: twin.name, "app.kubernetes.io/component": "server"}
+
+
+def _server_container(twin: LLMTwin) -> dict[str, Any]:
+    serving = twin.spec.serving
+    base = twin.spec.base_model
+    model_id = base.id.removeprefix("hf://")
+    adapter = f"{ADAPTER_DIR}/current"
+    if serving.engine == "tgi":
+        args = [
+            "--model-id", model_id,
+            "--port", str(SERVER_PORT),
+            "--max-input-tokens", str(serving.max_input_tokens),
+            "--max-total-tokens", str(serving.max_total_tokens),
+        ]
+        if base.revision:
+            args += ["--revision", base.revision]
+        health = "/health"
+    else:  # vllm
+        args = [
+            "--model", model_id,
+            "--port", str(SERVER_PORT),
+            "--max-model-len", str(serving.max_total_tokens),
+            "--enable-lora",
+        ]
+        if base.revision:
+            args += ["--revision", base.revision]
+        health = "/health"
+    env = [{"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"}]
+    if twin.status.model_version:
+        # The production adapter, fetched by the init container, served under the twin's name.
+        if serving.engine == "tgi":
+            env.append({"name": "LORA_ADAPTERS", "value": f"{twin.name}={adapter}"})
+        else:
+            args += ["--lora-modules", f"{twin.name}={adapter}"]
+    compute = serving.resources
+    resources: dict[str, Any] = {
+        "requests": {"cpu": compute.cpu, "memory": compute.memory},
+        "limits": {"memory": compute.memory},
+    }
+    if compute.gpu:
+        resources["requests"]["nvidia.com/gpu"] = str(compute.gpu)
+        resources["limits"]["nvidia.com/gpu"] = str(compute.gpu)
+    return {
+        "name": "server",
+        "image": serving.resolved_image,
+        "args": args,
+        "env": env,
+        "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
+        "resources": resources,
+        "readinessProbe": {"httpGet": {"path": health, "port": "http"}, "periodSeconds": 10},
+        "livenessProbe": {
+            "httpGet": {"path": health, "port": "http"},
+            "periodSeconds": 30,
+            "failureThreshold": 10,
+            # Model download and load take minutes on first start.
+            "initialDelaySeconds": 300,
+        },
+        "volumeMounts": [{"name": "adapters", "mountPath": ADAPTER_DIR}],
+    }
+
+
+def _adapter_init_container(twin: LLMTwin, settings: Settings) -> dict[str, Any]:
+    return {
+        "name": "fetch-adapter",
+        "image": settings.workflow_image,
+        "command": ["llmtwin", "step", "fetch-adapter"],
+        "args": [f"version={twin.status.model_version}", f"dest={ADAPTER_DIR}/current"],
+        "env": [{"name": k, "value": v} for k, v in sorted(settings.as_env().items())]
+        + [{"name": "LLMTWIN_TWIN_FILE", "value": "/etc/llmtwin/twin.json"}],
+        "volumeMounts": [
+            {"name": "adapters", "mountPath": ADAPTER_DIR},
+            {"name": "twin-config", "mountPath": "/etc/llmtwin", "readOnly": True},
+        ],
+        "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False},
+    }
+
+
+def rollout(twin: LLMTwin, settings: Settings) -> dict[str, Any]:
+    serving = twin.spec.serving
+    steps: list[dict[str, Any]] = []
+    for step in serving.canary.steps:
+        steps.append({"setWeight": step.set_weight})
+        steps.append({"pause": {"duration": step.pause}} if step.pause else {"pause": {}})
+    pod_spec: dict[str, Any] = {
+        "containers": [_server_container(twin)],
+        "volumes": [
+            {"name": "adapters", "emptyDir": {}},
+            {"name": "twin-config", "configMap": {"name": templates.config_map_name(twin)}},
+        ],
+    }
+    if twin.status.model_version:
+        pod_spec["initContainers"] = [_adapter_init_container(twin, settings)]
+    compute = serving.resources
+    if compute.node_selector:
+        pod_spec["nodeSelector"] = dict(compute.node_selector)
+    if compute.tolerations:
+        pod_spec["tolerations"] = [t.wire() for t in compute.tolerations]
+    selector = _server_selector(twin)
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": _meta(twin, server_name(twin), "server"),
+        "spec": {
+            "replicas": serving.replicas,
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {
+                    "labels": selector,
+                    "annotations": {"llmtwin.dev/model-version": twin.status.model_version or "base"},
+                },
+                "spec": pod_spec,
+            },
+            "strategy": {
+                "canary": {
+                    "stableService": f"{twin.name}-stable",
+                    "canaryService": f"{twin.name}-canary",
+                    "analysis": {
+                        "templates": [{"templateName": analysis_template_name(twin)}],
+                        "args": [{"name": "service", "value": f"{twin.name}-canary"}],
+                    },
+                    "steps": steps,
+                }
+            },
+        },
+    }
+
+
+def service(twin: LLMTwin, role: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(twin, f"{twin.name}-{role}", "server"),
+        "spec": {
+            "selector": _server_selector(twin),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def analysis_template_name(twin: LLMTwin) -> str:
+    return f"{twin.name}-canary-analysis"
+
+
+def analysis_template(twin: LLMTwin) -> dict[str, Any]:
+    analysis = twin.spec.serving.canary.analysis
+    selector = f'namespace="{twin.namespace}",service="{{{{args.service}}}}"'
+    window = analysis.interval
+
+    def metric(name: str, query: str, bound: float) -> dict[str, Any]:
+        return {
+            "name": name,
+            "interval": analysis.interval,
+            "failureLimit": analysis.failure_limit,
+            # No traffic yet is not a failure: NaN/empty results count as success.
+            "successCondition": f"len(result) == 0 || isNaN(result[0]) || result[0] <= {bound}",
+            "provider": {"prometheus": {"address": analysis.prometheus_address, "query": query}},
+        }
+
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": _meta(twin, analysis_template_name(twin), "server"),
+        "spec": {
+            "args": [{"name": "service"}],
+            "metrics": [
+                metric(
+                    "error-ratio",
+                    f"sum(rate(tgi_request_failure{{{selector}}}[{window}]))"
+                    f" / sum(rate(tgi_request_count{{{selector}}}[{window}]))",
+                    analysis.max_error_ratio,
+                ),
+                metric(
+                    "p95-latency",
+                    f"histogram_quantile(0.95, sum(rate(tgi_request_duration_bucket{{{selector}}}[{window}])) by (le))",
+                    analysis.max_p95_latency_seconds,
+                ),
+            ],
+        },
+    }
+
+
+# ------------------------------------------------------------------------------------- monitoring
+
+
+def prometheus_rule(twin: LLMTwin) -> dict[str, Any]:
+    drift = twin.spec.drift
+    labels = f'twin="{twin.name}",namespace="{twin.namespace}"'
+    for_seconds = int(duration_seconds(drift.for_))
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": _meta(twin, f"{twin.name}-drift", "monitoring"),
+        "spec": {
+            "groups": [
+                {
+                    "name": f"llmtwin-{twin.namespace}-{twin.name}",
+                    "rules": [
+                        {
+                            "alert": DRIFT_ALERT,
+                            "expr": f"{DRIFT_METRIC}{{{labels}}} > {drift.threshold}",
+                            "for": f"{for_seconds}s",
+                            "labels": {
+                                "severity": "warning",
+                                "llmtwin_twin": twin.name,
+                                "llmtwin_namespace": twin.namespace,
+                                "llmtwin_action": "retrain",
+                            },
+                            "annotations": {
+                                "summary": f"LLMTwin {twin.namespace}/{twin.name}: questions drift from the corpus",
+                                "description": "Drift score {{ $value }} above "
+                                f"{drift.threshold} (detector {drift.detector}, window {drift.window}).",
+                            },
+                        }
+                    ],
+                }
+            ]
+        },
+    }
+
+
+def children(twin: LLMTwin, settings: Settings) -> list[dict[str, Any]]:
+    """Everything the operator creates and owns for one twin, in apply order."""
+    return [
+        config_map(twin, settings),
+        *templates.workflow_templates(twin, settings),
+        service(twin, "stable"),
+        service(twin, "canary"),
+        analysis_template(twin),
+        rollout(twin, settings),
+        prometheus_rule(twin),
+    ]

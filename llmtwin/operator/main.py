@@ -1,0 +1,66 @@
+"""Kopf entrypoint: decorators only; each handler delegates to `llmtwin.operator.reconcile`.
+
+Run with `kopf run -m llmtwin.operator.main --all-namespaces` (what the Deployment does) or
+`llmtwin operator`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import kopf
+from kubernetes import client, config
+
+from llmtwin.api.v1alpha1 import GROUP, PLURAL, VERSION
+from llmtwin.operator import finalize, reconcile
+from llmtwin.operator.apply import FIELD_MANAGER, Applier
+from llmtwin.settings import load
+
+RESOURCE = (GROUP, VERSION, PLURAL)
+# Level-based resync: catches drift in children and status-driven changes (a new modelVersion).
+RESYNC_SECONDS = float(os.environ.get("LLMTWIN_RESYNC_SECONDS", "60"))
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
+    # Our own annotations and finalizer name; handler results never land in status.
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING
+    settings.scanning.disabled = True
+    settings.peering.standalone = True
+    settings.execution.max_workers = int(os.environ.get("LLMTWIN_MAX_WORKERS", "8"))
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    memo.applier = Applier(client.ApiClient(), field_manager=FIELD_MANAGER)
+    memo.settings = load()
+
+
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE)
+@kopf.on.resume(*RESOURCE)
+def reconcile_twin(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging.Logger, **_) -> None:
+    reconcile.reconcile(body, patch, memo.applier, memo.settings, logger)
+
+
+@kopf.timer(*RESOURCE, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+def resync_twin(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging.Logger, **_) -> None:
+    if body.metadata.get("deletionTimestamp"):
+        return
+    reconcile.reconcile(body, patch, memo.applier, memo.settings, logger)
+
+
+@kopf.on.delete(*RESOURCE)
+def finalize_twin(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging.Logger, **_) -> None:
+    finalize.finalize(body, patch, memo.settings, logger)
+
+
+@kopf.on.probe(id="twins")
+def probe_twins(memo: kopf.Memo, **_) -> str:
+    return "ok" if getattr(memo, "applier", None) else "starting"

@@ -1,0 +1,223 @@
+"""Argo WorkflowTemplates for a twin, defined once with Hera.
+
+The operator applies these templates; the event gateway submits `Workflow`s that reference them
+(`build_workflow`); the local runner executes the very same rendered DAG in-process. Every container
+runs `llmtwin step <name> key=value ...` (see `llmtwin.workflows.steps`), so the logic of a step
+exists once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+from hera.workflows import (
+    DAG,
+    Container,
+    Env,
+    Parameter,
+    Resources,
+    SecretEnv,
+    Workflow,
+    WorkflowTemplate,
+    models,
+)
+
+from llmtwin.api.v1alpha1 import ComputeSpec, LLMTwin
+from llmtwin.settings import Settings
+from llmtwin.workflows.steps import DEFAULT_TWIN_FILE, TWIN_FILE_ENV, WORKSPACE_ENV
+
+WorkflowKind = Literal["ingest", "retrain"]
+TWIN_LABEL = "llmtwin.dev/twin"
+KIND_LABEL = "llmtwin.dev/kind"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "llmtwin-operator", "app.kubernetes.io/part-of": "llmtwin"}
+CONFIG_MOUNT = "/etc/llmtwin"
+WORKSPACE_MOUNT = "/workspace"
+
+INGEST_PARAMS = ("twin", "bucket", "key", "event_type", "etag", "version_id", "event_id")
+RETRAIN_PARAMS = ("twin", "event_id", "reason")
+# Retrain DAG: each step reads what the previous one left in the shared workspace volume.
+RETRAIN_STEPS = ("retrain-dataset", "retrain-train", "retrain-evaluate", "retrain-register")
+GPU_STEPS = {"retrain-train", "retrain-evaluate"}
+REGISTER_OUTPUTS = ("version", "promoted", "reason")
+
+
+def template_name(twin: LLMTwin, kind: WorkflowKind) -> str:
+    return f"{twin.name}-{kind}"
+
+
+def config_map_name(twin: LLMTwin) -> str:
+    return f"{twin.name}-config"
+
+
+def twin_labels(twin: LLMTwin, kind: str | None = None) -> dict[str, str]:
+    labels = {**MANAGED_BY, TWIN_LABEL: twin.name}
+    if kind:
+        labels[KIND_LABEL] = kind
+    return labels
+
+
+def _env(twin: LLMTwin, settings: Settings) -> list[Env | SecretEnv]:
+    source = twin.spec.sources[0]
+    secret = source.credentials_secret_ref
+    env: list[Env | SecretEnv] = [Env(name=k, value=v) for k, v in sorted(settings.as_env().items())]
+    env += [
+        Env(name=TWIN_FILE_ENV, value=f"{CONFIG_MOUNT}/twin.json"),
+        Env(name=WORKSPACE_ENV, value=WORKSPACE_MOUNT),
+        Env(name="LLMTWIN_STATUS_SINK", value="kubernetes"),
+        Env(name="HF_HUB_DISABLE_TELEMETRY", value="1"),
+        SecretEnv(
+            name="LLMTWIN_S3_ACCESS_KEY",
+            secret_name=secret.name if secret else settings.s3_secret,
+            secret_key=secret.access_key_key if secret else "accessKey",
+        ),
+        SecretEnv(
+            name="LLMTWIN_S3_SECRET_KEY",
+            secret_name=secret.name if secret else settings.s3_secret,
+            secret_key=secret.secret_key_key if secret else "secretKey",
+        ),
+    ]
+    return env
+
+
+def _resources(compute: ComputeSpec, gpu: bool) -> Resources:
+    return Resources(
+        cpu_request=compute.cpu,
+        memory_request=compute.memory,
+        memory_limit=compute.memory,
+        gpus=compute.gpu if gpu and compute.gpu else None,
+    )
+
+
+def _tolerations(compute: ComputeSpec) -> list[models.Toleration] | None:
+    return [models.Toleration(**t.model_dump(exclude_none=True)) for t in compute.tolerations] or None
+
+
+def _step(
+    name: str,
+    params: tuple[str, ...],
+    twin: LLMTwin,
+    settings: Settings,
+    compute: ComputeSpec,
+    *,
+    gpu: bool = False,
+    outputs: tuple[str, ...] = (),
+) -> Container:
+    return Container(
+        name=name,
+        image=settings.workflow_image,
+        command=["llmtwin", "step", name],
+        args=[f"{p}={{{{inputs.parameters.{p}}}}}" for p in params],
+        inputs=[Parameter(name=p) for p in params],
+        outputs=[
+            Parameter(name=o, value_from=models.ValueFrom(path=f"{WORKSPACE_MOUNT}/outputs/{name}.{o}"))
+            for o in outputs
+        ]
+        or None,
+        env=_env(twin, settings),
+        resources=_resources(compute, gpu),
+        node_selector=compute.node_selector or None,
+        tolerations=_tolerations(compute),
+        volume_mounts=[
+            models.VolumeMount(name="twin-config", mount_path=CONFIG_MOUNT, read_only=True),
+            models.VolumeMount(name="workspace", mount_path=WORKSPACE_MOUNT),
+        ],
+        security_context=models.SecurityContext(
+            run_as_non_root=True, allow_privilege_escalation=False, capabilities=models.Capabilities(drop=["ALL"])
+        ),
+    )
+
+
+def _template(twin: LLMTwin, settings: Settings, kind: WorkflowKind, params: tuple[str, ...]) -> WorkflowTemplate:
+    volumes = [models.Volume(name="twin-config", config_map=models.ConfigMapVolumeSource(name=config_map_name(twin)))]
+    return WorkflowTemplate(
+        name=template_name(twin, kind),
+        namespace=twin.namespace,
+        labels=twin_labels(twin, kind),
+        entrypoint=kind,
+        service_account_name=settings.workflow_service_account,
+        arguments=[Parameter(name=p, value="") for p in params],
+        volumes=volumes,
+        pod_gc=models.PodGC(strategy="OnWorkflowSuccess"),
+        ttl_strategy=models.TTLStrategy(seconds_after_success=3600, seconds_after_failure=86400),
+    )
+
+
+def _pass_through(params: tuple[str, ...]) -> dict[str, str]:
+    return {p: f"{{{{workflow.parameters.{p}}}}}" for p in params}
+
+
+def ingest_template(twin: LLMTwin, settings: Settings) -> dict[str, Any]:
+    """One object event -> fetch, parse, clean, chunk, embed, upsert/delete (a single pod: small work)."""
+    with _template(twin, settings, "ingest", INGEST_PARAMS) as wt:
+        wt.volumes.append(models.Volume(name="workspace", empty_dir=models.EmptyDirVolumeSource()))
+        ingest = _step("ingest-object", INGEST_PARAMS, twin, settings, ComputeSpec(cpu="1", memory="2Gi"))
+        with DAG(name="ingest"):
+            ingest(name="ingest-object", arguments=_pass_through(INGEST_PARAMS))
+    return wt.to_dict()
+
+
+def retrain_template(twin: LLMTwin, settings: Settings) -> dict[str, Any]:
+    """Dataset -> LoRA train -> evaluate vs production -> register; GPU only where it pays."""
+    compute = twin.spec.training.resources
+    with _template(twin, settings, "retrain", RETRAIN_PARAMS) as wt:
+        # One volume shared by all steps; steps share the node placement so a RWO claim works.
+        wt.volume_claim_templates = [
+            models.PersistentVolumeClaim(
+                metadata=models.ObjectMeta(name="workspace"),
+                spec=models.PersistentVolumeClaimSpec(
+                    access_modes=["ReadWriteOnce"],
+                    resources=models.VolumeResourceRequirements(requests={"storage": "20Gi"}),
+                ),
+            )
+        ]
+        containers = [
+            _step(
+                name,
+                RETRAIN_PARAMS,
+                twin,
+                settings,
+                compute,
+                gpu=name in GPU_STEPS,
+                outputs=REGISTER_OUTPUTS if name == "retrain-register" else (),
+            )
+            for name in RETRAIN_STEPS
+        ]
+        with DAG(name="retrain"):
+            previous = None
+            for container in containers:
+                task = container(name=container.name, arguments=_pass_through(RETRAIN_PARAMS))
+                if previous is not None:
+                    previous >> task
+                previous = task
+    return wt.to_dict()
+
+
+def workflow_templates(twin: LLMTwin, settings: Settings) -> list[dict[str, Any]]:
+    return [ingest_template(twin, settings), retrain_template(twin, settings)]
+
+
+def workflow_name(twin: LLMTwin, kind: WorkflowKind, dedupe_key: str) -> str:
+    """Deterministic name: a replayed event maps to the same Workflow (create -> AlreadyExists)."""
+    digest = hashlib.sha1(dedupe_key.encode()).hexdigest()[:12]
+    return f"{twin.name[:40].rstrip('-')}-{kind}-{digest}"
+
+
+def build_workflow(
+    twin: LLMTwin, kind: WorkflowKind, params: dict[str, str], dedupe_key: str
+) -> dict[str, Any]:
+    """A `Workflow` submission that runs the twin's template with these parameters."""
+    expected = INGEST_PARAMS if kind == "ingest" else RETRAIN_PARAMS
+    unknown = set(params) - set(expected)
+    if unknown:
+        raise ValueError(f"unknown {kind} workflow parameters: {sorted(unknown)}")
+    values = {"twin": twin.name, **params}
+    workflow = Workflow(
+        name=workflow_name(twin, kind, dedupe_key),
+        namespace=twin.namespace,
+        labels=twin_labels(twin, kind),
+        annotations={"llmtwin.dev/dedupe-key": dedupe_key[:1024]},
+        workflow_template_ref=models.WorkflowTemplateRef(name=template_name(twin, kind)),
+        arguments=[Parameter(name=p, value=values.get(p, "")) for p in expected],
+    )
+    return workflow.to_dict()

@@ -1,0 +1,107 @@
+"""Pure builders: spec in, Kubernetes objects out (no cluster)."""
+
+import json
+from pathlib import Path
+
+import yaml
+
+from llmtwin.api.v1alpha1 import LLMTwin
+from llmtwin.operator import builders
+from llmtwin.operator.apply import contains
+from llmtwin.operator.reconcile import spec_problems
+from llmtwin.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def twin(**spec_overrides) -> LLMTwin:
+    doc = yaml.safe_load((ROOT / "examples/twin.yaml").read_text())
+    doc["spec"].update(spec_overrides)
+    return LLMTwin.model_validate(doc)
+
+
+def by_kind(objs):
+    return {(o["kind"], o["metadata"]["name"]): o for o in objs}
+
+
+def test_children_are_named_labelled_and_namespaced():
+    objs = builders.children(twin(), Settings())
+    kinds = sorted(k for k, _ in by_kind(objs))
+    assert kinds == sorted(
+        ["ConfigMap", "WorkflowTemplate", "WorkflowTemplate", "Service", "Service", "AnalysisTemplate",
+         "Rollout", "PrometheusRule"]
+    )
+    for obj in objs:
+        assert obj["metadata"]["namespace"] == "default"
+        assert obj["metadata"]["labels"]["llmtwin.dev/twin"] == "demo"
+
+
+def test_rendering_is_deterministic():
+    assert builders.children(twin(), Settings()) == builders.children(twin(), Settings())
+
+
+def test_config_map_carries_the_resolved_twin_and_settings():
+    cm = builders.config_map(twin(), Settings(kafka_bootstrap="k:9092"))
+    resolved = json.loads(cm["data"]["twin.json"])
+    assert resolved["spec"]["training"]["lora"]["r"] == 16
+    assert LLMTwin.model_validate(resolved).name == "demo"
+    assert "LLMTWIN_KAFKA_BOOTSTRAP=k:9092" in cm["data"]["settings.env"]
+
+
+def test_rollout_follows_serving_spec():
+    t = twin(serving={"engine": "vllm", "replicas": 2, "autoscaling": {"minReplicas": 1, "maxReplicas": 3},
+                      "resources": {"gpu": 2, "nodeSelector": {"gpu": "a100"},
+                                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",
+                                                     "effect": "NoSchedule"}]},
+                      "canary": {"steps": [{"setWeight": 20, "pause": "1m"}, {"setWeight": 60}]}})
+    ro = builders.rollout(t, Settings())
+    pod = ro["spec"]["template"]["spec"]
+    server = pod["containers"][0]
+    assert ro["spec"]["replicas"] == 2
+    assert server["image"].startswith("vllm/")
+    assert server["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert pod["nodeSelector"] == {"gpu": "a100"}
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert ro["spec"]["strategy"]["canary"]["steps"] == [
+        {"setWeight": 20}, {"pause": {"duration": "1m"}}, {"setWeight": 60}, {"pause": {}}
+    ]
+    assert "initContainers" not in pod  # no production adapter yet: serve the base model
+
+
+def test_production_adapter_is_fetched_and_served():
+    t = twin()
+    t.status.model_version = "7"
+    ro = builders.rollout(t, Settings())
+    pod = ro["spec"]["template"]["spec"]
+    assert pod["initContainers"][0]["args"][0] == "version=7"
+    assert {"name": "LORA_ADAPTERS", "value": "demo=/adapters/current"} in pod["containers"][0]["env"]
+    assert ro["spec"]["template"]["metadata"]["annotations"]["llmtwin.dev/model-version"] == "7"
+
+
+def test_analysis_and_drift_rule_use_spec_thresholds():
+    t = twin(drift={"threshold": 0.5, "for": "2m"})
+    rule = builders.prometheus_rule(t)["spec"]["groups"][0]["rules"][0]
+    assert rule["expr"] == 'llmtwin_drift_score{twin="demo",namespace="default"} > 0.5'
+    assert rule["for"] == "120s"
+    assert rule["labels"]["llmtwin_twin"] == "demo"
+    metrics = builders.analysis_template(t)["spec"]["metrics"]
+    assert "result[0] <= 0.05" in metrics[0]["successCondition"]
+    assert "result[0] <= 2.0" in metrics[1]["successCondition"]
+
+
+def test_semantic_problems_the_schema_cannot_catch():
+    bad = twin(sources=[{"bucket": "essays"}, {"bucket": "essays"}],
+               serving={"replicas": 5, "maxInputTokens": 4096, "maxTotalTokens": 1024})
+    problems = "\n".join(spec_problems(bad))
+    assert "listed twice" in problems
+    assert "spec.serving.replicas" in problems
+    assert "maxInputTokens" in problems
+    assert spec_problems(twin()) == []
+
+
+def test_contains_ignores_server_added_fields_but_not_changes():
+    desired = {"spec": {"ports": [{"port": 80}], "replicas": 1}}
+    assert contains({"spec": {"ports": [{"port": 80, "protocol": "TCP"}], "replicas": 1, "x": 1}}, desired)
+    assert not contains({"spec": {"ports": [{"port": 81}], "replicas": 1}}, desired)
+    assert not contains({"spec": {"ports": [{"port": 80}, {"port": 81}], "replicas": 1}}, desired)
+    assert not contains({"spec": {"replicas": True, "ports": [{"port": 80}]}}, desired)

@@ -1,0 +1,88 @@
+"""Hera templates, Workflow submissions, and the local runner executing the same DAG."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmtwin.api.v1alpha1 import LLMTwin
+from llmtwin.settings import Settings
+from llmtwin.workflows import steps, templates
+from llmtwin.workflows.runner import LocalRunner, WorkflowFailed
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def twin() -> LLMTwin:
+    return LLMTwin.model_validate(yaml.safe_load((ROOT / "examples/twin.yaml").read_text()))
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """Replace the registered steps with recorders (the real ones are tested in their own suites)."""
+    calls = []
+
+    def recorder(name, outputs=None, fail=False):
+        def fn(context, **params):
+            calls.append((name, params, context.workspace))
+            if fail:
+                raise RuntimeError("boom")
+            return outputs or {}
+        return fn
+
+    registry = {n: recorder(n) for n in ("ingest-object", *templates.RETRAIN_STEPS)}
+    registry["retrain-register"] = recorder("retrain-register", {"version": "3", "promoted": "true"})
+    monkeypatch.setattr(steps, "registered_steps", lambda: registry)
+    return calls, registry, recorder
+
+
+def test_retrain_template_places_gpu_steps(twin):
+    wt = templates.retrain_template(twin, Settings())
+    by_name = {t["name"]: t for t in wt["spec"]["templates"]}
+    train = by_name["retrain-train"]
+    assert train["container"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert "nvidia.com/gpu" not in by_name["retrain-dataset"]["container"]["resources"]["limits"]
+    assert train["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert train["container"]["command"] == ["llmtwin", "step", "retrain-train"]
+    register_outputs = [p["name"] for p in by_name["retrain-register"]["outputs"]["parameters"]]
+    assert register_outputs == ["version", "promoted", "reason"]
+
+
+def test_workflow_names_are_deterministic_per_dedupe_key(twin):
+    a = templates.build_workflow(twin, "ingest", {"bucket": "essays", "key": "a.md"}, "essays/a.md/etag1")
+    b = templates.build_workflow(twin, "ingest", {"bucket": "essays", "key": "a.md"}, "essays/a.md/etag1")
+    c = templates.build_workflow(twin, "ingest", {"bucket": "essays", "key": "a.md"}, "essays/a.md/etag2")
+    assert a == b and a["metadata"]["name"] != c["metadata"]["name"]
+    assert a["spec"]["workflowTemplateRef"] == {"name": "demo-ingest"}
+    params = {p["name"]: p["value"] for p in a["spec"]["arguments"]["parameters"]}
+    assert params["twin"] == "demo" and params["key"] == "a.md"
+    with pytest.raises(ValueError, match="unknown"):
+        templates.build_workflow(twin, "ingest", {"bukket": "x"}, "k")
+
+
+def test_local_runner_runs_the_rendered_dag_in_order(twin, tmp_path, recorded):
+    calls, _, _ = recorded
+    runner = LocalRunner(twin, tmp_path)
+    wf = templates.build_workflow(twin, "retrain", {"event_id": "e1", "reason": "drift"}, "retrain-1")
+    result = runner.run(wf)
+    assert result.phase == "Succeeded"
+    assert [c[0] for c in calls] == list(templates.RETRAIN_STEPS)
+    assert all(c[1] == {"twin": "demo", "event_id": "e1", "reason": "drift"} for c in calls)
+    assert len({c[2] for c in calls}) == 1  # one shared workspace, like the Argo volume
+    assert result.outputs["retrain-register"]["version"] == "3"
+
+
+def test_local_runner_passes_odd_keys_verbatim(twin, tmp_path, recorded):
+    calls, _, _ = recorded
+    key = "notes/a=b c %2F ü.md"
+    LocalRunner(twin, tmp_path).run(templates.build_workflow(twin, "ingest", {"bucket": "essays", "key": key}, key))
+    assert calls[0][1]["key"] == key
+
+
+def test_failed_step_stops_the_workflow(twin, tmp_path, recorded):
+    calls, registry, recorder = recorded
+    registry["retrain-train"] = recorder("retrain-train", fail=True)
+    with pytest.raises(WorkflowFailed, match="retrain-train"):
+        LocalRunner(twin, tmp_path).run(templates.build_workflow(twin, "retrain", {}, "r"))
+    assert [c[0] for c in calls] == ["retrain-dataset", "retrain-train"]
