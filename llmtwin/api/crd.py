@@ -71,7 +71,7 @@ def _factory_defaults(model: type[BaseModel], schema: dict[str, Any]) -> None:
         if field.default_factory is not None:
             value = field.default_factory()
             if isinstance(value, BaseModel):
-                props[key]["default"] = {}
+                props[key]["default"] = value.wire()
             elif isinstance(value, list):
                 props[key]["default"] = [v.wire() if isinstance(v, api.ApiModel) else v for v in value]
             else:

@@ -135,7 +135,7 @@ def operator(
     asyncio.run(
         kopf.operator(
             clusterwide=not namespace,
-            namespaces=namespace or None,
+            namespaces=namespace,
             liveness_endpoint=liveness,
             standalone=True,
         )

@@ -11,6 +11,7 @@ import os
 
 import kopf
 from kubernetes import client, config
+from prometheus_client import start_http_server
 
 from llmtwin.api.v1alpha1 import GROUP, PLURAL, VERSION
 from llmtwin.operator import finalize, reconcile
@@ -40,6 +41,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
         config.load_kube_config()
     memo.applier = Applier(client.ApiClient(), field_manager=FIELD_MANAGER)
     memo.settings = load()
+    metrics_port = int(os.environ.get("LLMTWIN_METRICS_PORT", "0"))
+    if metrics_port:
+        start_http_server(metrics_port, addr=os.environ.get("LLMTWIN_METRICS_ADDR", "0.0.0.0"))
 
 
 @kopf.on.create(*RESOURCE)

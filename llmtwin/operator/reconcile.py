@@ -12,6 +12,7 @@ from typing import Any
 
 import kopf
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
 from llmtwin.api.v1alpha1 import LLMTwin
@@ -19,6 +20,10 @@ from llmtwin.operator import builders
 from llmtwin.operator.apply import Applier
 from llmtwin.operator.conditions import set_condition
 from llmtwin.settings import Settings
+
+
+RECONCILES = Counter("llmtwin_operator_reconciles_total", "Reconciles by result", ["result"])
+RECONCILE_SECONDS = Histogram("llmtwin_operator_reconcile_seconds", "Time to reconcile one twin")
 
 
 @dataclass
@@ -76,6 +81,13 @@ def parse_twin(body: kopf.Body) -> LLMTwin:
 
 
 def reconcile(
+    body: kopf.Body, patch: kopf.Patch, applier: Applier, settings: Settings, logger: logging.Logger
+) -> None:
+    with RECONCILE_SECONDS.time():
+        _reconcile(body, patch, applier, settings, logger)
+
+
+def _reconcile(
     body: kopf.Body, patch: kopf.Patch, applier: Applier, settings: Settings, logger: logging.Logger
 ) -> None:
     generation = body.metadata.get("generation")
@@ -137,3 +149,4 @@ def _finish(body: kopf.Body, patch: kopf.Patch, outcome: Outcome, logger: loggin
     for key, value in desired.items():
         if current.get(key) != value:
             patch.status[key] = value
+    RECONCILES.labels("degraded" if degraded else "ready").inc()

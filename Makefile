@@ -1,0 +1,45 @@
+# The two commands a newcomer needs (see README):  make demo   and   make test
+# Both install what they need: the virtualenv and pip packages, Debian packages, and the cached
+# builds of the real servers under ~/.cache/llmtwin (infra/build.sh; reused by every clone).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export HF_HUB_OFFLINE := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: demo test test-fast install infra lint bench crd
+
+## demo: run the demo twin on embedded defaults (ingest examples/corpus, answer questions with sources)
+demo: install
+	$(BIN)/llmtwin demo -f examples/twin.yaml
+
+## test: every test, against the real servers (builds them once, ~20-30 min cold, cached after)
+test: install infra
+	LLMTWIN_REQUIRE_INFRA=1 $(BIN)/pytest
+
+## test-fast: unit tests only (no servers, seconds)
+test-fast: install
+	$(BIN)/pytest -m "not cluster and not kafka and not slow"
+
+install: $(STAMP)
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	rm -f $(VENV)/.installed-* && touch $@
+
+infra:
+	infra/build.sh all
+
+lint: install
+	$(BIN)/ruff check llmtwin tests benchmarks
+	$(BIN)/llmtwin crd --check
+
+crd: install
+	$(BIN)/llmtwin crd
+
+bench: install infra
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

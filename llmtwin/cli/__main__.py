@@ -1,0 +1,3 @@
+from llmtwin.cli import app
+
+app()

@@ -1,0 +1,174 @@
+"""The operator against a real API server, real Argo/Rollouts/prometheus-operator CRD schemas, and
+the controller-manager's garbage collector."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.cluster.conftest import RESYNC_SECONDS, get_json, wait_for
+
+pytestmark = pytest.mark.cluster
+ROOT = Path(__file__).resolve().parents[2]
+CHILD_KINDS = (
+    "configmaps", "workflowtemplates.argoproj.io", "services", "analysistemplates.argoproj.io",
+    "rollouts.argoproj.io", "prometheusrules.monitoring.coreos.com",
+)
+
+
+def twin_doc(name: str, namespace: str = "default", **spec) -> dict:
+    doc = yaml.safe_load((ROOT / "examples/twin.yaml").read_text())
+    doc["metadata"] = {"name": name, "namespace": namespace}
+    doc["spec"].update(spec)
+    return doc
+
+
+def apply(kube_cluster, doc: dict, check: bool = True) -> subprocess.CompletedProcess:
+    return kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc), check=check)
+
+
+def children(kube_cluster, name: str, namespace: str = "default") -> dict[str, dict]:
+    found = {}
+    for kind in CHILD_KINDS:
+        items = get_json(kube_cluster, kind, "-n", namespace, "-l", f"llmtwin.dev/twin={name}")["items"]
+        for item in items:
+            found[f"{item['kind']}/{item['metadata']['name']}"] = item
+    return found
+
+
+def wait_ready(kube_cluster, name: str, namespace: str = "default", timeout: int = 60) -> None:
+    kube_cluster.kubectl("wait", f"llmtwin/{name}", "-n", namespace, "--for=condition=Ready", f"--timeout={timeout}s")
+
+
+def test_apply_creates_owned_children_and_ready_status(kube_cluster, operator):
+    apply(kube_cluster, twin_doc("alpha"))
+    wait_ready(kube_cluster, "alpha")
+    twin = get_json(kube_cluster, "llmtwin", "alpha")
+    objs = children(kube_cluster, "alpha")
+    assert sorted(objs) == sorted(twin["status"]["children"])
+    assert len(objs) == 8
+    for obj in objs.values():
+        (ref,) = obj["metadata"]["ownerReferences"]
+        assert ref["uid"] == twin["metadata"]["uid"] and ref["controller"] is True
+    assert twin["status"]["phase"] == "Ready"
+    assert twin["status"]["observedGeneration"] == twin["metadata"]["generation"]
+    table = kube_cluster.kubectl("get", "llmtwins").stdout
+    assert table.split()[:6] == ["NAME", "PHASE", "READY", "MODEL", "DOCS", "CHUNKS"]
+    assert "alpha" in table and "Ready" in table
+    # The API server applied the CRD's defaults to what we did not set.
+    assert twin["spec"]["training"]["batchSize"] == 4
+
+
+def test_spec_edit_updates_children_and_observed_generation(kube_cluster, operator):
+    apply(kube_cluster, twin_doc("beta"))
+    wait_ready(kube_cluster, "beta")
+    apply(kube_cluster, twin_doc("beta", drift={"threshold": 0.8, "window": "1h", "for": "5m"}))
+    generation = get_json(kube_cluster, "llmtwin", "beta")["metadata"]["generation"]
+    wait_for(lambda: get_json(kube_cluster, "llmtwin", "beta")["status"].get("observedGeneration") == generation,
+             what="observedGeneration to follow the edit")
+    rule = get_json(kube_cluster, "prometheusrule", "beta-drift")
+    assert rule["spec"]["groups"][0]["rules"][0]["expr"].endswith("> 0.8")
+    assert rule["spec"]["groups"][0]["rules"][0]["for"] == "300s"
+
+
+def test_unchanged_twin_reconciles_with_zero_writes(kube_cluster, operator):
+    apply(kube_cluster, twin_doc("gamma"))
+    wait_ready(kube_cluster, "gamma")
+    time.sleep(RESYNC_SECONDS * 1.5)  # let any first-reconcile follow-ups settle
+
+    def versions():
+        twin = get_json(kube_cluster, "llmtwin", "gamma")
+        objs = children(kube_cluster, "gamma")
+        return twin["metadata"]["resourceVersion"], {k: v["metadata"]["resourceVersion"] for k, v in objs.items()}
+
+    before = versions()
+    time.sleep(RESYNC_SECONDS * 3)  # at least two resync reconciles run in between
+    assert versions() == before
+
+
+def test_manual_edit_of_a_child_is_reverted(kube_cluster, operator):
+    apply(kube_cluster, twin_doc("delta"))
+    wait_ready(kube_cluster, "delta")
+    kube_cluster.kubectl("patch", "service", "delta-stable", "--type=merge",
+                         "-p", '{"spec":{"ports":[{"name":"http","port":81,"targetPort":"http"}]}}')
+    wait_for(lambda: get_json(kube_cluster, "service", "delta-stable")["spec"]["ports"][0]["port"] == 80,
+             what="the operator to restore the Service port")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda d: d["spec"]["training"]["lora"].update(r=-1), "spec.training.lora.r"),
+        (lambda d: d["spec"]["serving"].update(engine="triton"), "spec.serving.engine"),
+        (lambda d: d["spec"]["serving"]["canary"].update(steps=[{"setWeight": 50}, {"setWeight": 10}]),
+         "spec.serving.canary.steps"),
+        (lambda d: d["spec"]["sources"][0].pop("bucket"), "spec.sources[0].bucket"),
+        (lambda d: d["spec"]["vectorStore"].update(chunkOverlap=512), "spec.vectorStore.chunkOverlap"),
+    ],
+    ids=["negative-rank", "unknown-engine", "decreasing-canary", "missing-bucket", "overlap-too-big"],
+)
+def test_invalid_specs_are_rejected_at_apply_time(kube_cluster, mutate, field):
+    doc = twin_doc("invalid")
+    mutate(doc)
+    result = apply(kube_cluster, doc, check=False)
+    assert result.returncode != 0
+    assert field in result.stderr, result.stderr
+    assert kube_cluster.kubectl("get", "llmtwin", "invalid", check=False).returncode != 0
+
+
+def test_missing_secret_is_degraded_then_recovers(kube_cluster, operator):
+    doc = twin_doc("epsilon")
+    doc["spec"]["sources"] = [{"bucket": "essays", "endpoint": "http://minio.example:9000",
+                               "credentialsSecretRef": {"name": "epsilon-s3"}}]
+    apply(kube_cluster, doc)
+    kube_cluster.kubectl("wait", "llmtwin/epsilon", "--for=condition=Degraded", "--timeout=60s")
+    twin = get_json(kube_cluster, "llmtwin", "epsilon")
+    degraded = next(c for c in twin["status"]["conditions"] if c["type"] == "Degraded")
+    assert "credentialsSecretRef" in degraded["message"] and "epsilon-s3" in degraded["message"]
+    assert twin["status"]["phase"] == "Degraded"
+    events = kube_cluster.kubectl("get", "events", "--field-selector", "involvedObject.name=epsilon").stdout
+    assert "Degraded" in events
+    kube_cluster.kubectl("create", "secret", "generic", "epsilon-s3",
+                         "--from-literal=accessKey=a", "--from-literal=secretKey=b")
+    wait_ready(kube_cluster, "epsilon")  # the resync timer notices the Secret
+
+
+def test_delete_runs_finalizer_and_collects_children(kube_cluster, operator):
+    apply(kube_cluster, twin_doc("zeta"))
+    wait_ready(kube_cluster, "zeta")
+    twin = get_json(kube_cluster, "llmtwin", "zeta")
+    assert "llmtwin.dev/finalizer" in twin["metadata"]["finalizers"]
+    kube_cluster.kubectl("delete", "llmtwin", "zeta", "--timeout=60s")
+    wait_for(lambda: not children(kube_cluster, "zeta"), timeout=90, what="garbage collection of children")
+
+
+def test_operator_killed_mid_reconcile_converges_without_duplicates(kube_cluster, operator):
+    names = [f"crash-{i}" for i in range(6)]
+    for name in names:
+        apply(kube_cluster, twin_doc(name))
+    time.sleep(0.5)
+    operator.kill()  # SIGKILL while those are being reconciled
+    operator.start()
+    for name in names:
+        wait_ready(kube_cluster, name, timeout=90)
+        objs = children(kube_cluster, name)
+        assert len(objs) == 8, sorted(objs)
+        twin = get_json(kube_cluster, "llmtwin", name)
+        assert all(o["metadata"]["ownerReferences"][0]["uid"] == twin["metadata"]["uid"] for o in objs.values())
+
+
+def test_rendered_children_pass_the_real_crd_schemas_with_the_server(kube_cluster, tmp_path):
+    """`llmtwin render` output is accepted by server-side dry-run (Argo/Rollouts/Prometheus schemas)."""
+    doc = copy.deepcopy(twin_doc("render-check"))
+    (tmp_path / "twin.yaml").write_text(yaml.safe_dump(doc))
+    rendered = subprocess.run(
+        [sys.executable, "-m", "llmtwin.cli", "render", "-f", str(tmp_path / "twin.yaml")], capture_output=True, text=True, check=True
+    ).stdout
+    result = kube_cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered)
+    assert result.stdout.count("(server dry run)") == 8
