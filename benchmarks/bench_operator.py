@@ -29,14 +29,22 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.harness.kube import KubeCluster  # noqa: E402
+
 from llmtwin.api.v1alpha1 import LLMTwin  # noqa: E402
 from llmtwin.operator.builders import children  # noqa: E402
 from llmtwin.settings import Settings  # noqa: E402
-from tests.harness.kube import KubeCluster  # noqa: E402
 
-CHILD_RESOURCES = {"configmaps", "services", "workflowtemplates", "rollouts", "analysistemplates", "prometheusrules"}
+CHILD_RESOURCES = {
+    "configmaps",
+    "services",
+    "workflowtemplates",
+    "rollouts",
+    "analysistemplates",
+    "prometheusrules",
+}
 WRITE_VERBS = {"POST", "PUT", "PATCH", "APPLY", "DELETE"}
-_SAMPLE = re.compile(r'^apiserver_request_total\{([^}]*)\}\s+([0-9.e+]+)$')
+_SAMPLE = re.compile(r"^apiserver_request_total\{([^}]*)\}\s+([0-9.e+]+)$")
 
 
 def writes(cluster: KubeCluster) -> dict[str, float]:
@@ -96,7 +104,9 @@ def scrape(port: int, name: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--twins", type=int, default=100)
     parser.add_argument("--resync", type=float, default=10.0, help="operator resync interval (s)")
     args = parser.parse_args()
@@ -124,12 +134,26 @@ def main() -> None:
         # The operator, under its own ServiceAccount and RBAC.
         kubeconfig = cluster.service_account_kubeconfig("llmtwin-system", "llmtwin-operator")
         metrics_port = free_port()
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "LLMTWIN_RESYNC_SECONDS": str(args.resync),
-               "LLMTWIN_METRICS_PORT": str(metrics_port), "LLMTWIN_METRICS_ADDR": "127.0.0.1"}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "LLMTWIN_RESYNC_SECONDS": str(args.resync),
+            "LLMTWIN_METRICS_PORT": str(metrics_port),
+            "LLMTWIN_METRICS_ADDR": "127.0.0.1",
+        }
         log = open(Path(tempfile.gettempdir()) / "bench-operator.log", "wb")
         operator = subprocess.Popen(
-            [sys.executable, "-m", "llmtwin.cli", "operator", f"--liveness=http://127.0.0.1:{free_port()}/healthz"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "llmtwin.cli",
+                "operator",
+                f"--liveness=http://127.0.0.1:{free_port()}/healthz",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         proc = psutil.Process(operator.pid)
         peak_rss = [0]
@@ -170,12 +194,18 @@ def main() -> None:
         first_total = sum(first.values())
         rows = [
             ("twins", f"{n}", ""),
-            ("baseline: kubectl apply --server-side of the same objects", f"{baseline_seconds:.1f} s",
-             f"{len(rendered)} objects"),
+            (
+                "baseline: kubectl apply --server-side of the same objects",
+                f"{baseline_seconds:.1f} s",
+                f"{len(rendered)} objects",
+            ),
             ("operator: apply -> all Ready", f"{reconcile_seconds:.1f} s", "target < 60 s"),
             ("operator / baseline time", f"{reconcile_seconds / baseline_seconds:.2f}x", ""),
-            ("API writes per twin, first reconcile", f"{first_total / n:.1f}",
-             ", ".join(f"{k}={v:.0f}" for k, v in sorted(first.items()))),
+            (
+                "API writes per twin, first reconcile",
+                f"{first_total / n:.1f}",
+                ", ".join(f"{k}={v:.0f}" for k, v in sorted(first.items())),
+            ),
             ("no-op reconciles observed", f"{noop_reconciles:.0f}", f"in {args.resync * 2.5:.0f} s"),
             ("API writes during no-op reconciles", f"{sum(quiet.values()):.0f}", "target 0"),
             ("operator peak RSS", f"{peak_rss[0] / 2**20:.0f} MB", "target < 250 MB"),

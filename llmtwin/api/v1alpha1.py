@@ -170,8 +170,11 @@ class VectorStoreSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("self.chunkOverlap < self.chunkSize", "chunkOverlap must be smaller than chunkSize",
-                    ".chunkOverlap"),
+                cel(
+                    "self.chunkOverlap < self.chunkSize",
+                    "chunkOverlap must be smaller than chunkSize",
+                    ".chunkOverlap",
+                ),
             ]
         }
     )
@@ -197,7 +200,9 @@ class VectorStoreSpec(ApiModel):
     chunk_overlap: int = Field(default=32, ge=0, le=4096, description="Overlap between chunks in tokens.")
     embed_batch_size: int = Field(default=32, ge=1, le=1024, description="Chunks embedded per batch.")
     hybrid: bool = Field(default=False, description="Also index BM25 sparse vectors for hybrid retrieval.")
-    pii_scrub: bool = Field(default=False, description="Mask e-mail addresses and phone numbers before indexing.")
+    pii_scrub: bool = Field(
+        default=False, description="Mask e-mail addresses and phone numbers before indexing."
+    )
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> VectorStoreSpec:
@@ -235,7 +240,10 @@ class DatasetSpec(ApiModel):
     max_chars: int = Field(default=4000, ge=1, description="Split or drop passages longer than this.")
     eval_fraction: float = Field(default=0.1, gt=0.0, lt=0.9, description="Share of documents held out.")
     near_duplicate_threshold: float = Field(
-        default=0.95, gt=0.0, le=1.0, description="Cosine similarity above which passages count as duplicates."
+        default=0.95,
+        gt=0.0,
+        le=1.0,
+        description="Cosine similarity above which passages count as duplicates.",
     )
 
 
@@ -280,7 +288,9 @@ class TrainingSpec(ApiModel):
 
     lora: LoraSpec = Field(default_factory=LoraSpec, description="Adapter shape.")
     learning_rate: float = Field(default=2e-4, gt=0.0, lt=1.0, description="Peak learning rate.")
-    epochs: int = Field(default=1, ge=0, le=100, description="Passes over the dataset (ignored if maxSteps > 0).")
+    epochs: int = Field(
+        default=1, ge=0, le=100, description="Passes over the dataset (ignored if maxSteps > 0)."
+    )
     max_steps: int = Field(default=0, ge=0, le=1_000_000, description="Optimizer steps; 0 means use epochs.")
     batch_size: int = Field(default=4, ge=1, le=1024, description="Sequences per device step.")
     gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024)
@@ -312,7 +322,9 @@ DEFAULT_IMAGES: dict[str, str] = {
 
 class CanaryStep(ApiModel):
     set_weight: int = Field(ge=1, le=100, description="Percent of traffic to the canary at this step.")
-    pause: Duration | None = Field(default=None, description="How long to hold this weight (empty: analysis only).")
+    pause: Duration | None = Field(
+        default=None, description="How long to hold this weight (empty: analysis only)."
+    )
 
 
 class AnalysisSpec(ApiModel):
@@ -386,8 +398,11 @@ class AutoscalingSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("self.minReplicas <= self.maxReplicas", "minReplicas must be <= maxReplicas",
-                    ".minReplicas"),
+                cel(
+                    "self.minReplicas <= self.maxReplicas",
+                    "minReplicas must be <= maxReplicas",
+                    ".minReplicas",
+                ),
             ]
         }
     )
@@ -411,7 +426,9 @@ class ServingSpec(ApiModel):
     image: str | None = Field(default=None, max_length=512, description="Server image. Default per engine.")
     replicas: int = Field(default=1, ge=0, le=100, description="Model server replicas.")
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
-    resources: ComputeSpec = Field(default_factory=_default_serving_resources, description="Server pod resources.")
+    resources: ComputeSpec = Field(
+        default_factory=_default_serving_resources, description="Server pod resources."
+    )
     max_input_tokens: int = Field(default=2048, ge=1, le=1_000_000)
     max_total_tokens: int = Field(default=4096, ge=2, le=1_000_000)
     max_new_tokens: int = Field(default=256, ge=1, le=100_000, description="Default generation length.")

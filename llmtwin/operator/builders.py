@@ -69,19 +69,26 @@ def _server_container(twin: LLMTwin) -> dict[str, Any]:
     adapter = f"{ADAPTER_DIR}/current"
     if serving.engine == "tgi":
         args = [
-            "--model-id", model_id,
-            "--port", str(SERVER_PORT),
-            "--max-input-tokens", str(serving.max_input_tokens),
-            "--max-total-tokens", str(serving.max_total_tokens),
+            "--model-id",
+            model_id,
+            "--port",
+            str(SERVER_PORT),
+            "--max-input-tokens",
+            str(serving.max_input_tokens),
+            "--max-total-tokens",
+            str(serving.max_total_tokens),
         ]
         if base.revision:
             args += ["--revision", base.revision]
         health = "/health"
     else:  # vllm
         args = [
-            "--model", model_id,
-            "--port", str(SERVER_PORT),
-            "--max-model-len", str(serving.max_total_tokens),
+            "--model",
+            model_id,
+            "--port",
+            str(SERVER_PORT),
+            "--max-model-len",
+            str(serving.max_total_tokens),
             "--enable-lora",
         ]
         if base.revision:

@@ -21,7 +21,6 @@ from llmtwin.operator.apply import Applier
 from llmtwin.operator.conditions import set_condition
 from llmtwin.settings import Settings
 
-
 RECONCILES = Counter("llmtwin_operator_reconciles_total", "Reconciles by result", ["result"])
 RECONCILE_SECONDS = Histogram("llmtwin_operator_reconcile_seconds", "Time to reconcile one twin")
 
@@ -49,7 +48,9 @@ def spec_problems(twin: LLMTwin) -> list[str]:
     for i, source in enumerate(spec.sources):
         key = (source.bucket, source.prefix)
         if key in seen:
-            problems.append(f"spec.sources[{i}]: bucket {source.bucket!r} prefix {source.prefix!r} is listed twice")
+            problems.append(
+                f"spec.sources[{i}]: bucket {source.bucket!r} prefix {source.prefix!r} is listed twice"
+            )
         seen.add(key)
     scaling = spec.serving.autoscaling
     if not scaling.min_replicas <= spec.serving.replicas <= scaling.max_replicas:
@@ -69,14 +70,21 @@ def missing_secrets(applier: Applier, twin: LLMTwin) -> list[str]:
     for i, source in enumerate(twin.spec.sources):
         ref = source.credentials_secret_ref
         if ref and applier.get("v1", "Secret", ref.name, twin.namespace) is None:
-            missing.append(f"spec.sources[{i}].credentialsSecretRef: Secret {twin.namespace}/{ref.name} not found")
+            missing.append(
+                f"spec.sources[{i}].credentialsSecretRef: Secret {twin.namespace}/{ref.name} not found"
+            )
     return missing
 
 
 def parse_twin(body: kopf.Body) -> LLMTwin:
     return LLMTwin.model_validate(
-        {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": dict(body.metadata),
-         "spec": dict(body.spec), "status": dict(body.status)}
+        {
+            "apiVersion": body.get("apiVersion"),
+            "kind": body.get("kind"),
+            "metadata": dict(body.metadata),
+            "spec": dict(body.spec),
+            "status": dict(body.status),
+        }
     )
 
 
@@ -115,10 +123,14 @@ def _reconcile(
         except ApiException as exc:
             if exc.status in (400, 403, 404, 409, 422):
                 # Rejected by the API (schema, RBAC, missing CRD): a real problem, not a blip.
-                outcome.problems.append(f"{child['kind']} {child['metadata']['name']}: {exc.status} {exc.reason}: "
-                                        f"{(exc.body or '')[:500]}")
+                outcome.problems.append(
+                    f"{child['kind']} {child['metadata']['name']}: {exc.status} {exc.reason}: "
+                    f"{(exc.body or '')[:500]}"
+                )
                 continue
-            raise kopf.TemporaryError(f"applying {child['kind']}: {exc.status} {exc.reason}", delay=10) from exc
+            raise kopf.TemporaryError(
+                f"applying {child['kind']}: {exc.status} {exc.reason}", delay=10
+            ) from exc
     if written:
         logger.info("applied %s", ", ".join(written))
     outcome.fields["children"] = [f"{c['kind']}/{c['metadata']['name']}" for c in children]

@@ -111,7 +111,8 @@ class LocalRunner:
             task = tasks[task_name]
             container_template = by_name[task["template"]]
             inputs = {
-                k: _substitute(v, scope) for k, v in _parameters(task.get("arguments", {}).get("parameters")).items()
+                k: _substitute(v, scope)
+                for k, v in _parameters(task.get("arguments", {}).get("parameters")).items()
             }
             input_scope = {f"inputs.parameters.{k}": v for k, v in inputs.items()}
             command = container_template["container"]["command"]

@@ -25,7 +25,7 @@ from hera.workflows import (
 
 from llmtwin.api.v1alpha1 import ComputeSpec, LLMTwin
 from llmtwin.settings import Settings
-from llmtwin.workflows.steps import DEFAULT_TWIN_FILE, TWIN_FILE_ENV, WORKSPACE_ENV
+from llmtwin.workflows.steps import TWIN_FILE_ENV, WORKSPACE_ENV
 
 WorkflowKind = Literal["ingest", "retrain"]
 TWIN_LABEL = "llmtwin.dev/twin"
@@ -123,13 +123,19 @@ def _step(
             models.VolumeMount(name="workspace", mount_path=WORKSPACE_MOUNT),
         ],
         security_context=models.SecurityContext(
-            run_as_non_root=True, allow_privilege_escalation=False, capabilities=models.Capabilities(drop=["ALL"])
+            run_as_non_root=True,
+            allow_privilege_escalation=False,
+            capabilities=models.Capabilities(drop=["ALL"]),
         ),
     )
 
 
-def _template(twin: LLMTwin, settings: Settings, kind: WorkflowKind, params: tuple[str, ...]) -> WorkflowTemplate:
-    volumes = [models.Volume(name="twin-config", config_map=models.ConfigMapVolumeSource(name=config_map_name(twin)))]
+def _template(
+    twin: LLMTwin, settings: Settings, kind: WorkflowKind, params: tuple[str, ...]
+) -> WorkflowTemplate:
+    volumes = [
+        models.Volume(name="twin-config", config_map=models.ConfigMapVolumeSource(name=config_map_name(twin)))
+    ]
     return WorkflowTemplate(
         name=template_name(twin, kind),
         namespace=twin.namespace,

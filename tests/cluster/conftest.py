@@ -36,10 +36,17 @@ class OperatorProcess:
         port = free_port()
         self.starts += 1
         log = open(self.log_dir / f"operator-{self.starts}.log", "wb")
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "LLMTWIN_RESYNC_SECONDS": str(RESYNC_SECONDS)}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "LLMTWIN_RESYNC_SECONDS": str(RESYNC_SECONDS),
+        }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "llmtwin.cli", "operator", f"--liveness=http://127.0.0.1:{port}/healthz"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

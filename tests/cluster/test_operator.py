@@ -17,8 +17,12 @@ from tests.cluster.conftest import RESYNC_SECONDS, get_json, wait_for
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]
 CHILD_KINDS = (
-    "configmaps", "workflowtemplates.argoproj.io", "services", "analysistemplates.argoproj.io",
-    "rollouts.argoproj.io", "prometheusrules.monitoring.coreos.com",
+    "configmaps",
+    "workflowtemplates.argoproj.io",
+    "services",
+    "analysistemplates.argoproj.io",
+    "rollouts.argoproj.io",
+    "prometheusrules.monitoring.coreos.com",
 )
 
 
@@ -43,7 +47,9 @@ def children(kube_cluster, name: str, namespace: str = "default") -> dict[str, d
 
 
 def wait_ready(kube_cluster, name: str, namespace: str = "default", timeout: int = 60) -> None:
-    kube_cluster.kubectl("wait", f"llmtwin/{name}", "-n", namespace, "--for=condition=Ready", f"--timeout={timeout}s")
+    kube_cluster.kubectl(
+        "wait", f"llmtwin/{name}", "-n", namespace, "--for=condition=Ready", f"--timeout={timeout}s"
+    )
 
 
 def test_apply_creates_owned_children_and_ready_status(kube_cluster, operator):
@@ -70,8 +76,10 @@ def test_spec_edit_updates_children_and_observed_generation(kube_cluster, operat
     wait_ready(kube_cluster, "beta")
     apply(kube_cluster, twin_doc("beta", drift={"threshold": 0.8, "window": "1h", "for": "5m"}))
     generation = get_json(kube_cluster, "llmtwin", "beta")["metadata"]["generation"]
-    wait_for(lambda: get_json(kube_cluster, "llmtwin", "beta")["status"].get("observedGeneration") == generation,
-             what="observedGeneration to follow the edit")
+    wait_for(
+        lambda: get_json(kube_cluster, "llmtwin", "beta")["status"].get("observedGeneration") == generation,
+        what="observedGeneration to follow the edit",
+    )
     rule = get_json(kube_cluster, "prometheusrule", "beta-drift")
     assert rule["spec"]["groups"][0]["rules"][0]["expr"].endswith("> 0.8")
     assert rule["spec"]["groups"][0]["rules"][0]["for"] == "300s"
@@ -85,7 +93,9 @@ def test_unchanged_twin_reconciles_with_zero_writes(kube_cluster, operator):
     def versions():
         twin = get_json(kube_cluster, "llmtwin", "gamma")
         objs = children(kube_cluster, "gamma")
-        return twin["metadata"]["resourceVersion"], {k: v["metadata"]["resourceVersion"] for k, v in objs.items()}
+        return twin["metadata"]["resourceVersion"], {
+            k: v["metadata"]["resourceVersion"] for k, v in objs.items()
+        }
 
     before = versions()
     time.sleep(RESYNC_SECONDS * 3)  # at least two resync reconciles run in between
@@ -95,10 +105,18 @@ def test_unchanged_twin_reconciles_with_zero_writes(kube_cluster, operator):
 def test_manual_edit_of_a_child_is_reverted(kube_cluster, operator):
     apply(kube_cluster, twin_doc("delta"))
     wait_ready(kube_cluster, "delta")
-    kube_cluster.kubectl("patch", "service", "delta-stable", "--type=merge",
-                         "-p", '{"spec":{"ports":[{"name":"http","port":81,"targetPort":"http"}]}}')
-    wait_for(lambda: get_json(kube_cluster, "service", "delta-stable")["spec"]["ports"][0]["port"] == 80,
-             what="the operator to restore the Service port")
+    kube_cluster.kubectl(
+        "patch",
+        "service",
+        "delta-stable",
+        "--type=merge",
+        "-p",
+        '{"spec":{"ports":[{"name":"http","port":81,"targetPort":"http"}]}}',
+    )
+    wait_for(
+        lambda: get_json(kube_cluster, "service", "delta-stable")["spec"]["ports"][0]["port"] == 80,
+        what="the operator to restore the Service port",
+    )
 
 
 @pytest.mark.parametrize(
@@ -106,8 +124,10 @@ def test_manual_edit_of_a_child_is_reverted(kube_cluster, operator):
     [
         (lambda d: d["spec"]["training"]["lora"].update(r=-1), "spec.training.lora.r"),
         (lambda d: d["spec"]["serving"].update(engine="triton"), "spec.serving.engine"),
-        (lambda d: d["spec"]["serving"]["canary"].update(steps=[{"setWeight": 50}, {"setWeight": 10}]),
-         "spec.serving.canary.steps"),
+        (
+            lambda d: d["spec"]["serving"]["canary"].update(steps=[{"setWeight": 50}, {"setWeight": 10}]),
+            "spec.serving.canary.steps",
+        ),
         (lambda d: d["spec"]["sources"][0].pop("bucket"), "spec.sources[0].bucket"),
         (lambda d: d["spec"]["vectorStore"].update(chunkOverlap=512), "spec.vectorStore.chunkOverlap"),
     ],
@@ -124,8 +144,13 @@ def test_invalid_specs_are_rejected_at_apply_time(kube_cluster, mutate, field):
 
 def test_missing_secret_is_degraded_then_recovers(kube_cluster, operator):
     doc = twin_doc("epsilon")
-    doc["spec"]["sources"] = [{"bucket": "essays", "endpoint": "http://minio.example:9000",
-                               "credentialsSecretRef": {"name": "epsilon-s3"}}]
+    doc["spec"]["sources"] = [
+        {
+            "bucket": "essays",
+            "endpoint": "http://minio.example:9000",
+            "credentialsSecretRef": {"name": "epsilon-s3"},
+        }
+    ]
     apply(kube_cluster, doc)
     kube_cluster.kubectl("wait", "llmtwin/epsilon", "--for=condition=Degraded", "--timeout=60s")
     twin = get_json(kube_cluster, "llmtwin", "epsilon")
@@ -134,8 +159,14 @@ def test_missing_secret_is_degraded_then_recovers(kube_cluster, operator):
     assert twin["status"]["phase"] == "Degraded"
     events = kube_cluster.kubectl("get", "events", "--field-selector", "involvedObject.name=epsilon").stdout
     assert "Degraded" in events
-    kube_cluster.kubectl("create", "secret", "generic", "epsilon-s3",
-                         "--from-literal=accessKey=a", "--from-literal=secretKey=b")
+    kube_cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "epsilon-s3",
+        "--from-literal=accessKey=a",
+        "--from-literal=secretKey=b",
+    )
     wait_ready(kube_cluster, "epsilon")  # the resync timer notices the Secret
 
 
@@ -160,7 +191,9 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(kube_cluster
         objs = children(kube_cluster, name)
         assert len(objs) == 8, sorted(objs)
         twin = get_json(kube_cluster, "llmtwin", name)
-        assert all(o["metadata"]["ownerReferences"][0]["uid"] == twin["metadata"]["uid"] for o in objs.values())
+        assert all(
+            o["metadata"]["ownerReferences"][0]["uid"] == twin["metadata"]["uid"] for o in objs.values()
+        )
 
 
 def test_rendered_children_pass_the_real_crd_schemas_with_the_server(kube_cluster, tmp_path):
@@ -168,7 +201,10 @@ def test_rendered_children_pass_the_real_crd_schemas_with_the_server(kube_cluste
     doc = copy.deepcopy(twin_doc("render-check"))
     (tmp_path / "twin.yaml").write_text(yaml.safe_dump(doc))
     rendered = subprocess.run(
-        [sys.executable, "-m", "llmtwin.cli", "render", "-f", str(tmp_path / "twin.yaml")], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "llmtwin.cli", "render", "-f", str(tmp_path / "twin.yaml")],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     result = kube_cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered)
     assert result.stdout.count("(server dry run)") == 8

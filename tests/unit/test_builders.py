@@ -28,8 +28,16 @@ def test_children_are_named_labelled_and_namespaced():
     objs = builders.children(twin(), Settings())
     kinds = sorted(k for k, _ in by_kind(objs))
     assert kinds == sorted(
-        ["ConfigMap", "WorkflowTemplate", "WorkflowTemplate", "Service", "Service", "AnalysisTemplate",
-         "Rollout", "PrometheusRule"]
+        [
+            "ConfigMap",
+            "WorkflowTemplate",
+            "WorkflowTemplate",
+            "Service",
+            "Service",
+            "AnalysisTemplate",
+            "Rollout",
+            "PrometheusRule",
+        ]
     )
     for obj in objs:
         assert obj["metadata"]["namespace"] == "default"
@@ -49,11 +57,19 @@ def test_config_map_carries_the_resolved_twin_and_settings():
 
 
 def test_rollout_follows_serving_spec():
-    t = twin(serving={"engine": "vllm", "replicas": 2, "autoscaling": {"minReplicas": 1, "maxReplicas": 3},
-                      "resources": {"gpu": 2, "nodeSelector": {"gpu": "a100"},
-                                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",
-                                                     "effect": "NoSchedule"}]},
-                      "canary": {"steps": [{"setWeight": 20, "pause": "1m"}, {"setWeight": 60}]}})
+    t = twin(
+        serving={
+            "engine": "vllm",
+            "replicas": 2,
+            "autoscaling": {"minReplicas": 1, "maxReplicas": 3},
+            "resources": {
+                "gpu": 2,
+                "nodeSelector": {"gpu": "a100"},
+                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            },
+            "canary": {"steps": [{"setWeight": 20, "pause": "1m"}, {"setWeight": 60}]},
+        }
+    )
     ro = builders.rollout(t, Settings())
     pod = ro["spec"]["template"]["spec"]
     server = pod["containers"][0]
@@ -63,7 +79,10 @@ def test_rollout_follows_serving_spec():
     assert pod["nodeSelector"] == {"gpu": "a100"}
     assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert ro["spec"]["strategy"]["canary"]["steps"] == [
-        {"setWeight": 20}, {"pause": {"duration": "1m"}}, {"setWeight": 60}, {"pause": {}}
+        {"setWeight": 20},
+        {"pause": {"duration": "1m"}},
+        {"setWeight": 60},
+        {"pause": {}},
     ]
     assert "initContainers" not in pod  # no production adapter yet: serve the base model
 
@@ -90,8 +109,10 @@ def test_analysis_and_drift_rule_use_spec_thresholds():
 
 
 def test_semantic_problems_the_schema_cannot_catch():
-    bad = twin(sources=[{"bucket": "essays"}, {"bucket": "essays"}],
-               serving={"replicas": 5, "maxInputTokens": 4096, "maxTotalTokens": 1024})
+    bad = twin(
+        sources=[{"bucket": "essays"}, {"bucket": "essays"}],
+        serving={"replicas": 5, "maxInputTokens": 4096, "maxTotalTokens": 1024},
+    )
     problems = "\n".join(spec_problems(bad))
     assert "listed twice" in problems
     assert "spec.serving.replicas" in problems
