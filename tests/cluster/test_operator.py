@@ -47,9 +47,7 @@ def children(kube_cluster, name: str, namespace: str = "default") -> dict[str, d
 
 
 def wait_ready(kube_cluster, name: str, namespace: str = "default", timeout: int = 60) -> None:
-    kube_cluster.kubectl(
-        "wait", f"llmtwin/{name}", "-n", namespace, "--for=condition=Ready", f"--timeout={timeout}s"
-    )
+    kube_cluster.kubectl("wait", f"llmtwin/{name}", "-n", namespace, "--for=condition=Ready", f"--timeout={timeout}s")
 
 
 def test_apply_creates_owned_children_and_ready_status(kube_cluster, operator):
@@ -93,9 +91,7 @@ def test_unchanged_twin_reconciles_with_zero_writes(kube_cluster, operator):
     def versions():
         twin = get_json(kube_cluster, "llmtwin", "gamma")
         objs = children(kube_cluster, "gamma")
-        return twin["metadata"]["resourceVersion"], {
-            k: v["metadata"]["resourceVersion"] for k, v in objs.items()
-        }
+        return twin["metadata"]["resourceVersion"], {k: v["metadata"]["resourceVersion"] for k, v in objs.items()}
 
     before = versions()
     time.sleep(RESYNC_SECONDS * 3)  # at least two resync reconciles run in between
@@ -105,17 +101,11 @@ def test_unchanged_twin_reconciles_with_zero_writes(kube_cluster, operator):
 def test_manual_edit_of_a_child_is_reverted(kube_cluster, operator):
     apply(kube_cluster, twin_doc("delta"))
     wait_ready(kube_cluster, "delta")
-    kube_cluster.kubectl(
-        "patch",
-        "service",
-        "delta-stable",
-        "--type=merge",
-        "-p",
-        '{"spec":{"ports":[{"name":"http","port":81,"targetPort":"http"}]}}',
-    )
+    original = get_json(kube_cluster, "configmap", "delta-config")["data"]["twin.json"]
+    kube_cluster.kubectl("patch", "configmap", "delta-config", "--type=merge", "-p", '{"data":{"twin.json":"{}"}}')
     wait_for(
-        lambda: get_json(kube_cluster, "service", "delta-stable")["spec"]["ports"][0]["port"] == 80,
-        what="the operator to restore the Service port",
+        lambda: get_json(kube_cluster, "configmap", "delta-config")["data"]["twin.json"] == original,
+        what="the operator to restore the twin's resolved config",
     )
 
 
@@ -191,9 +181,7 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(kube_cluster
         objs = children(kube_cluster, name)
         assert len(objs) == 8, sorted(objs)
         twin = get_json(kube_cluster, "llmtwin", name)
-        assert all(
-            o["metadata"]["ownerReferences"][0]["uid"] == twin["metadata"]["uid"] for o in objs.values()
-        )
+        assert all(o["metadata"]["ownerReferences"][0]["uid"] == twin["metadata"]["uid"] for o in objs.values())
 
 
 def test_rendered_children_pass_the_real_crd_schemas_with_the_server(kube_cluster, tmp_path):

@@ -1,0 +1,1 @@
+"""Real servers for tests, started from session fixtures and stopped by PID."""
