@@ -189,7 +189,7 @@ class KubeCluster:
         return result
 
     def api_client(self, kubeconfig: Path | None = None):
-        from kubernetes import client, config
+        from kubernetes import config
 
         return config.new_client_from_config(config_file=str(kubeconfig or self.kubeconfig))
 
