@@ -12,9 +12,10 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: demo test test-fast install infra lint bench crd
 
-## demo: run the demo twin on embedded defaults (ingest examples/corpus, answer questions with sources)
+## demo: validate the demo twin and render everything the operator would create for it
 demo: install
-	$(BIN)/llmtwin demo -f examples/twin.yaml
+	$(BIN)/llmtwin validate -f examples/twin.yaml
+	$(BIN)/llmtwin render -f examples/twin.yaml
 
 ## test: every test, against the real servers (builds them once, ~20-30 min cold, cached after)
 test: install infra

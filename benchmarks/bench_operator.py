@@ -128,7 +128,7 @@ def main() -> None:
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
             yaml.safe_dump_all(rendered, f)
         started = time.perf_counter()
-        cluster.kubectl("apply", "--server-side", "--field-manager=baseline", "-f", f.name)
+        cluster.kubectl("apply", "--server-side", "--field-manager=baseline", "-f", f.name, timeout=900)
         baseline_seconds = time.perf_counter() - started
 
         # The operator, under its own ServiceAccount and RBAC.

@@ -127,8 +127,11 @@ def operator(
 ) -> None:
     """Run the Kopf operator (what the operator Deployment runs)."""
     import asyncio
+    import logging
 
     import kopf
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     import llmtwin.operator.main  # noqa: F401  (registers the handlers)
 
