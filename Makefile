@@ -12,10 +12,13 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: demo test test-fast install infra lint bench crd
 
-## demo: validate the demo twin and render everything the operator would create for it
+## demo: `llmtwin up` on the demo twin (embedded defaults): ingest examples/corpus, then ask it questions
 demo: install
 	$(BIN)/llmtwin validate -f examples/twin.yaml
-	$(BIN)/llmtwin render -f examples/twin.yaml
+	$(BIN)/llmtwin up -f examples/twin.yaml --seed examples/corpus --once
+	$(BIN)/llmtwin ask -f examples/twin.yaml "How many iron rings are on the harbour wall?"
+	$(BIN)/llmtwin ask -f examples/twin.yaml "When does the winter ferry leave for the islands?" --top-k 2
+	@echo "Keep it running: $(BIN)/llmtwin up -f examples/twin.yaml  (then drop files into .llmtwin/demo/inbox/essays/)"
 
 ## test: every test, against the real servers (builds them once, ~20-30 min cold, cached after)
 test: install infra

@@ -143,3 +143,13 @@ def operator(
             standalone=True,
         )
     )
+
+
+def _register() -> None:
+    from llmtwin.cli.up import ask, up
+
+    app.command()(up)
+    app.command()(ask)
+
+
+_register()

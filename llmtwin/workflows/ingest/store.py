@@ -1,0 +1,165 @@
+"""The twin's chunks in Milvus (Milvus Lite for a file path URI, a Milvus server for http(s))."""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pymilvus import DataType, MilvusClient
+
+from llmtwin.api.v1alpha1 import LLMTwin
+
+OUTPUT_FIELDS = ["id", "text", "bucket", "key", "etag", "chunk_index", "title", "ingested_at"]
+INDEX_PARAMS = {"HNSW": {"M": 16, "efConstruction": 200}, "IVF_FLAT": {"nlist": 128}}
+SEARCH_PARAMS = {"HNSW": {"ef": 64}, "IVF_FLAT": {"nprobe": 16}}
+
+
+def literal(value: str) -> str:
+    """A Milvus filter string literal (keys are untrusted: quotes and backslashes are escaped)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def object_filter(bucket: str, key: str) -> str:
+    return f"bucket == {literal(bucket)} and key == {literal(key)}"
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    text: str
+    bucket: str
+    key: str
+    title: str
+    chunk_index: int
+    score: float
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "text": self.text,
+            "source": f"{self.bucket}/{self.key}",
+            "title": self.title,
+            "chunk": self.chunk_index,
+            "score": round(self.score, 4),
+        }
+
+
+class ChunkStore:
+    def __init__(self, uri: str, collection: str, dimension: int, index_type: str = "HNSW", metric: str = "COSINE"):
+        if "://" not in uri:
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        self.client = MilvusClient(uri)
+        self.collection = collection
+        self.index_type = index_type
+        self.metric = metric
+        self._lock = threading.Lock()  # Milvus Lite is not safe for concurrent writers in one process
+        if not self.client.has_collection(collection):
+            self._create(dimension)
+        self.client.load_collection(collection)
+
+    def _create(self, dimension: int) -> None:
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dimension)
+        schema.add_field("text", DataType.VARCHAR, max_length=65535)
+        schema.add_field("bucket", DataType.VARCHAR, max_length=128)
+        schema.add_field("key", DataType.VARCHAR, max_length=1024)
+        schema.add_field("etag", DataType.VARCHAR, max_length=128)
+        schema.add_field("chunk_index", DataType.INT64)
+        schema.add_field("title", DataType.VARCHAR, max_length=512)
+        schema.add_field("ingested_at", DataType.INT64)
+        index = self.client.prepare_index_params()
+        index.add_index(
+            "vector", index_type=self.index_type, metric_type=self.metric, params=INDEX_PARAMS.get(self.index_type, {})
+        )
+        self.client.create_collection(self.collection, schema=schema, index_params=index)
+
+    def object_chunks(self, bucket: str, key: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return self.client.query(
+                self.collection, filter=object_filter(bucket, key), output_fields=["id", "etag", "chunk_index"]
+            )
+
+    def replace_object(self, bucket: str, key: str, rows: list[dict[str, Any]]) -> None:
+        """Upsert the object's new chunks, then drop the ones it no longer has."""
+        new_ids = {r["id"] for r in rows}
+        with self._lock:
+            if rows:
+                self.client.upsert(self.collection, rows)
+            stale = [
+                r["id"]
+                for r in self.client.query(self.collection, filter=object_filter(bucket, key), output_fields=["id"])
+                if r["id"] not in new_ids
+            ]
+            if stale:
+                self.client.delete(self.collection, ids=stale)
+
+    def delete_object(self, bucket: str, key: str) -> int:
+        with self._lock:
+            ids = [
+                r["id"]
+                for r in self.client.query(self.collection, filter=object_filter(bucket, key), output_fields=["id"])
+            ]
+            if ids:
+                self.client.delete(self.collection, ids=ids)
+            return len(ids)
+
+    def objects(self) -> dict[tuple[str, str], str]:
+        """(bucket, key) -> etag of every ingested object."""
+        with self._lock:
+            rows = self.client.query(
+                self.collection, filter="chunk_index == 0", output_fields=["bucket", "key", "etag"]
+            )
+        return {(r["bucket"], r["key"]): r["etag"] for r in rows}
+
+    def counts(self) -> tuple[int, int]:
+        """(documents, chunks)."""
+        with self._lock:
+            chunks = self.client.query(self.collection, filter="", output_fields=["count(*)"])[0]["count(*)"]
+            docs = self.client.query(self.collection, filter="chunk_index == 0", output_fields=["count(*)"])[0][
+                "count(*)"
+            ]
+        return int(docs), int(chunks)
+
+    def search(self, vector: list[float], top_k: int, filter: str = "") -> list[Hit]:
+        with self._lock:
+            results = self.client.search(
+                self.collection,
+                data=[vector],
+                limit=top_k,
+                filter=filter,
+                output_fields=OUTPUT_FIELDS,
+                search_params={"metric_type": self.metric, "params": SEARCH_PARAMS.get(self.index_type, {})},
+            )[0]
+        return [
+            Hit(
+                id=r["entity"]["id"],
+                text=r["entity"]["text"],
+                bucket=r["entity"]["bucket"],
+                key=r["entity"]["key"],
+                title=r["entity"]["title"],
+                chunk_index=r["entity"]["chunk_index"],
+                score=float(r["distance"]),
+            )
+            for r in results
+        ]
+
+    def drop(self) -> None:
+        with self._lock:
+            if self.client.has_collection(self.collection):
+                self.client.drop_collection(self.collection)
+
+
+@functools.cache
+def _open(uri: str, collection: str, dimension: int, index_type: str, metric: str) -> ChunkStore:
+    return ChunkStore(uri, collection, dimension, index_type, metric)
+
+
+def store_for(twin: LLMTwin) -> ChunkStore:
+    """One store per (uri, collection) in a process: Milvus Lite allows one process per data file."""
+    vs = twin.spec.vector_store
+    return _open(vs.uri, twin.collection, vs.dimension, vs.index_type, vs.metric)

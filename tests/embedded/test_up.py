@@ -1,0 +1,101 @@
+"""`llmtwin up` end to end, as a user runs it: a background process, files dropped in the inbox,
+`llmtwin ask` polled until it answers from them; stopped with Ctrl-C and restarted."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "llmtwin.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def twin_file(tmp_path) -> Path:
+    doc = yaml.safe_load((ROOT / "examples/twin.yaml").read_text())
+    doc["spec"]["vectorStore"]["uri"] = str(tmp_path / "milvus.db")
+    path = tmp_path / "twin.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def run(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def ask(twin_file, data_dir, question) -> dict:
+    result = run("ask", question, "-f", str(twin_file), "--data-dir", str(data_dir), "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def wait_for(predicate, timeout=120, what=""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_up_learns_dropped_files_and_resumes_after_restart(tmp_path, twin_file):
+    data_dir = tmp_path / "data"
+    inbox = data_dir / "inbox" / "essays"
+    log = open(tmp_path / "up.log", "w")
+    up = subprocess.Popen(
+        [*CLI, "up", "-f", str(twin_file), "--data-dir", str(data_dir), "--port", str(free_port())],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: (data_dir / "state.json").exists() or up.poll() is not None, what="llmtwin up to serve")
+        assert up.poll() is None, (tmp_path / "up.log").read_text()
+        (inbox / "walls.pdf").write_bytes((ROOT / "examples/corpus/harbour-walls.pdf").read_bytes())
+        (inbox / "bread.txt").write_text((ROOT / "examples/corpus/sourdough.txt").read_text())
+        answer = wait_for(
+            lambda: (
+                (a := ask(twin_file, data_dir, "How many iron rings are on the harbour wall?"))["sources"]
+                and a["sources"][0]["source"] == "essays/walls.pdf"
+                and a
+            ),
+            what="the twin to answer from walls.pdf",
+        )
+        assert "forty-one" in answer["sources"][0]["text"]
+        wait_for(lambda: json.loads((data_dir / "status.json").read_text()).get("documents") == 2, what="2 docs")
+        os.killpg(up.pid, signal.SIGINT)
+        assert up.wait(timeout=60) == 0
+        assert not (data_dir / "state.json").exists()
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+
+    status_before = json.loads((data_dir / "status.json").read_text())
+    # While it is down: one file removed, one added. The restart must notice both and redo nothing else.
+    (inbox / "bread.txt").unlink()
+    (inbox / "gulls.md").write_text((ROOT / "examples/corpus/gulls.md").read_text())
+    again = run("up", "-f", str(twin_file), "--data-dir", str(data_dir), "--once")
+    assert again.returncode == 0, again.stderr
+    assert "'ingested': 1" in again.stderr and "'deleted': 1" in again.stderr
+    status = json.loads((data_dir / "status.json").read_text())
+    assert status["documents"] == 2 and status["chunks"] == status_before["chunks"] - 1 + 1
+    sources = {s["source"] for s in ask(twin_file, data_dir, "gulls and bread and walls")["sources"]}
+    assert sources == {"essays/walls.pdf", "essays/gulls.md"}
+    # A third start with nothing changed is a no-op.
+    third = run("up", "-f", str(twin_file), "--data-dir", str(data_dir), "--once")
+    assert "inbox already in sync" in third.stderr

