@@ -29,11 +29,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.harness.kube import KubeCluster  # noqa: E402
-
 from llmtwin.api.v1alpha1 import LLMTwin  # noqa: E402
 from llmtwin.operator.builders import children  # noqa: E402
 from llmtwin.settings import Settings  # noqa: E402
+from tests.harness.kube import KubeCluster  # noqa: E402
 
 CHILD_RESOURCES = {
     "configmaps",
