@@ -2,9 +2,15 @@
 
 import pytest
 
-from tests.harness import kube
+from tests.harness.kube import KubeCluster, server_fixture
+from tests.harness.minio import MinioServer
 
 
 @pytest.fixture(scope="session")
 def kube_cluster():
-    yield from kube.cluster_fixture()
+    yield from server_fixture(KubeCluster())
+
+
+@pytest.fixture(scope="session")
+def minio_server():
+    yield from server_fixture(MinioServer())

@@ -267,17 +267,16 @@ class KubeCluster:
         self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 
 
-def cluster_fixture():
-    """Session fixture body: a started cluster, or a skip/failure when the binaries are missing."""
+def server_fixture(server):
+    """Session fixture body for any harness server: started, or skipped (failed in CI) when missing."""
     import pytest
 
-    cluster = KubeCluster()
     try:
-        cluster.start()
+        server.start()
     except InfraMissing as exc:
-        cluster.stop()
+        server.stop()
         if os.environ.get("LLMTWIN_REQUIRE_INFRA"):
             pytest.fail(str(exc))
         pytest.skip(str(exc))
-    yield cluster
-    cluster.stop()
+    yield server
+    server.stop()

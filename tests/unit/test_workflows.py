@@ -77,9 +77,7 @@ def test_local_runner_runs_the_rendered_dag_in_order(twin, tmp_path, recorded):
 def test_local_runner_passes_odd_keys_verbatim(twin, tmp_path, recorded):
     calls, _, _ = recorded
     key = "notes/a=b c %2F ü.md"
-    LocalRunner(twin, tmp_path).run(
-        templates.build_workflow(twin, "ingest", {"bucket": "essays", "key": key}, key)
-    )
+    LocalRunner(twin, tmp_path).run(templates.build_workflow(twin, "ingest", {"bucket": "essays", "key": key}, key))
     assert calls[0][1]["key"] == key
 
 

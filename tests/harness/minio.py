@@ -1,0 +1,79 @@
+"""A real MinIO server (built from the Go module proxy by infra/build.sh) on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.harness.kube import BIN, InfraMissing, free_port
+
+
+class MinioServer:
+    def __init__(self, env: dict[str, str] | None = None):
+        self.workdir = Path(tempfile.mkdtemp(prefix="llmtwin-minio-"))
+        self.access_key = "llmtwin-test"
+        self.secret_key = "llmtwin-test-" + os.urandom(6).hex()
+        self.extra_env = env or {}
+        self.proc: subprocess.Popen | None = None
+        self.endpoint = ""
+
+    def start(self) -> MinioServer:
+        if not (BIN / "minio").exists():
+            raise InfraMissing(f"{BIN / 'minio'} missing: run infra/build.sh minio (or `make test`)")
+        port = free_port()
+        self.endpoint = f"http://127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            "MINIO_ROOT_USER": self.access_key,
+            "MINIO_ROOT_PASSWORD": self.secret_key,
+            "MINIO_BROWSER": "off",
+            "MINIO_UPDATE": "off",
+            **self.extra_env,
+        }
+        log = open(self.workdir / "minio.log", "wb")
+        self.proc = subprocess.Popen(
+            [
+                str(BIN / "minio"),
+                "server",
+                str(self.workdir / "data"),
+                "--address",
+                f"127.0.0.1:{port}",
+                "--console-address",
+                f"127.0.0.1:{free_port()}",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError((self.workdir / "minio.log").read_text(errors="replace")[-2000:])
+            try:
+                urllib.request.urlopen(f"{self.endpoint}/minio/health/ready", timeout=1)
+                return self
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError("MinIO not ready after 60 s")
+
+    def client(self):
+        from minio import Minio
+
+        return Minio(self.endpoint.removeprefix("http://"), self.access_key, self.secret_key, secure=False)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
