@@ -26,6 +26,14 @@ def cleanup_hook(fn: CleanupHook) -> CleanupHook:
     return fn
 
 
+@cleanup_hook
+def drop_collection(twin: LLMTwin, settings: Settings, logger: logging.Logger) -> None:
+    from llmtwin.workflows.ingest.store import drop_collection as drop
+
+    if drop(twin.spec.vector_store.uri, twin.collection):
+        logger.info("dropped Milvus collection %s", twin.collection)
+
+
 def finalize(body: kopf.Body, patch: kopf.Patch, settings: Settings, logger: logging.Logger) -> None:
     try:
         twin = parse_twin(body)

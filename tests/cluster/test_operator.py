@@ -196,3 +196,24 @@ def test_rendered_children_pass_the_real_crd_schemas_with_the_server(kube_cluste
     ).stdout
     result = kube_cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered)
     assert result.stdout.count("(server dry run)") == 8
+
+
+def milvus_lite(db, code: str) -> str:
+    """Run pymilvus code in a child process: Milvus Lite locks its file for the whole process lifetime."""
+    script = f"from pymilvus import MilvusClient\nclient = MilvusClient({str(db)!r})\n{code}"
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+
+
+def test_delete_policy_delete_drops_the_milvus_collection(kube_cluster, operator, tmp_path):
+    db = tmp_path / "milvus.db"
+    milvus_lite(
+        db, "from llmtwin.workflows.ingest.store import ChunkStore\nChunkStore(%r, 'twin_default_eta', 384)" % str(db)
+    )
+    assert milvus_lite(db, "print(client.has_collection('twin_default_eta'))").strip() == "True"
+    apply(kube_cluster, twin_doc("eta", deletionPolicy="Delete", vectorStore={"uri": str(db)}))
+    wait_ready(kube_cluster, "eta")
+    kube_cluster.kubectl("delete", "llmtwin", "eta", "--timeout=90s")
+    assert "dropped Milvus collection twin_default_eta" in operator.log_tail(400)
+    operator.kill()  # Milvus Lite keeps its file locked by the operator process until it exits
+    operator.start()
+    assert milvus_lite(db, "print(client.has_collection('twin_default_eta'))").strip() == "False"

@@ -154,6 +154,18 @@ class ChunkStore:
                 self.client.drop_collection(self.collection)
 
 
+def drop_collection(uri: str, collection: str) -> bool:
+    """Remove a twin's collection (deletionPolicy Delete); False if it was not there."""
+    client = MilvusClient(uri)
+    try:
+        if not client.has_collection(collection):
+            return False
+        client.drop_collection(collection)
+        return True
+    finally:
+        client.close()
+
+
 @functools.cache
 def _open(uri: str, collection: str, dimension: int, index_type: str, metric: str) -> ChunkStore:
     return ChunkStore(uri, collection, dimension, index_type, metric)
