@@ -199,7 +199,6 @@ class VectorStoreSpec(ApiModel):
     chunk_size: int = Field(default=256, ge=16, le=8192, description="Chunk size in tokens.")
     chunk_overlap: int = Field(default=32, ge=0, le=4096, description="Overlap between chunks in tokens.")
     embed_batch_size: int = Field(default=32, ge=1, le=1024, description="Chunks embedded per batch.")
-    hybrid: bool = Field(default=False, description="Also index BM25 sparse vectors for hybrid retrieval.")
     pii_scrub: bool = Field(
         default=False, description="Mask e-mail addresses and phone numbers before indexing."
     )
@@ -299,9 +298,6 @@ class TrainingSpec(ApiModel):
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     gate: GateSpec = Field(default_factory=GateSpec)
     cooldown: Duration = Field(default="1h", description="Minimum time between two retrains of this twin.")
-    schedule: str | None = Field(
-        default=None, max_length=128, description="Optional cron schedule for periodic retraining."
-    )
     resources: ComputeSpec = Field(default_factory=ComputeSpec, description="Training pod resources.")
 
     @model_validator(mode="after")
@@ -474,7 +470,6 @@ class LLMTwinSpec(ApiModel):
         default="Retain",
         description="`Delete` also removes the Milvus collection and bucket notifications when the twin is deleted.",
     )
-    suspend: bool = Field(default=False, description="Stop submitting ingest and retrain workflows.")
 
 
 # ----------------------------------------------------------------------------------------- status
