@@ -17,6 +17,7 @@ from rich.table import Table
 
 from llmtwin.cli import TwinFile, load_twin_file
 
+REMOTE_POLL_SECONDS = 10.0
 out = Console()
 err = Console(stderr=True)
 DataDir = typer.Option(None, "--data-dir", help="Inbox, state and status live here. Default: .llmtwin/<twin name>.")
@@ -113,7 +114,8 @@ def _serve(embedded, port: int) -> None:
     embedded.write_state(port)
     err.print(f"watching {embedded.inbox}; ask at http://127.0.0.1:{port}/ask; metrics at /metrics; Ctrl-C to stop")
     try:
-        stop.wait()
+        while not stop.wait(REMOTE_POLL_SECONDS):
+            embedded.poll_remote()
     finally:
         observer.stop()
         observer.join(timeout=5)

@@ -22,7 +22,7 @@ from typing import Any
 
 from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.settings import load
-from llmtwin.workflows.ingest.objects import FolderStore, UnsafeKey
+from llmtwin.workflows.ingest.objects import FolderStore, UnsafeKey, store_for_source
 from llmtwin.workflows.ingest.store import store_for
 from llmtwin.workflows.runner import LocalRunner, WorkflowFailed
 from llmtwin.workflows.status import FileStatusReporter
@@ -52,7 +52,10 @@ class EmbeddedTwin:
         os.environ["LLMTWIN_INBOX"] = str(self.inbox)
         os.environ["LLMTWIN_STATUS_SINK"] = f"file:{self.status.path}"
         self.folder = FolderStore(self.inbox)
-        self.runner = LocalRunner(twin, self.data_dir / "workspaces", load())
+        settings = load()
+        # A source that names an endpoint is read from MinIO/S3, the others from the inbox folder.
+        self.sources = [(source, store_for_source(source, settings, self.inbox)) for source in twin.spec.sources]
+        self.runner = LocalRunner(twin, self.data_dir / "workspaces", settings)
         self.changes: queue.Queue[ObjectChange] = queue.Queue()
 
     # ------------------------------------------------------------------------------- events
@@ -61,8 +64,8 @@ class EmbeddedTwin:
         stored = store_for(self.twin).objects()
         changes = []
         present = set()
-        for source in self.twin.spec.sources:
-            for info in self.folder.list(source.bucket, source.prefix):
+        for source, objects in self.sources:
+            for info in objects.list(source.bucket, source.prefix):
                 present.add((info.bucket, info.key))
                 if stored.get((info.bucket, info.key)) != info.etag:
                     changes.append(ObjectChange(info.bucket, info.key, "put"))
@@ -81,11 +84,19 @@ class EmbeddedTwin:
         return ObjectChange(parts[0], "/".join(parts[1:]), "delete" if deleted else "put")
 
     # ----------------------------------------------------------------------------- ingestion
+    def poll_remote(self) -> None:
+        """Queue what changed in endpoint-backed sources (no bucket notifications without Kafka)."""
+        remote = {s.bucket for s, objects in self.sources if not isinstance(objects, FolderStore)}
+        for change in self.pending_changes():
+            if change.bucket in remote:
+                self.changes.put(change)
+
     def apply(self, change: ObjectChange) -> dict[str, Any]:
         etag = ""
+        objects = next((o for s, o in self.sources if s.bucket == change.bucket), self.folder)
         if change.event_type == "put":
             try:
-                etag = self.folder.stat(change.bucket, change.key).etag
+                etag = objects.stat(change.bucket, change.key).etag
             except (FileNotFoundError, UnsafeKey):
                 change = ObjectChange(change.bucket, change.key, "delete")
         params = {"bucket": change.bucket, "key": change.key, "event_type": change.event_type, "etag": etag}

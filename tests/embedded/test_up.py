@@ -99,3 +99,29 @@ def test_up_learns_dropped_files_and_resumes_after_restart(tmp_path, twin_file):
     # A third start with nothing changed is a no-op.
     third = run("up", "-f", str(twin_file), "--data-dir", str(data_dir), "--once")
     assert "inbox already in sync" in third.stderr
+
+
+def test_up_once_ingests_a_minio_source(tmp_path, twin_file, minio_server):
+    """A source that names an endpoint is read from MinIO (credentials from the environment here)."""
+    import io
+
+    doc = yaml.safe_load(twin_file.read_text())
+    doc["spec"]["sources"] = [
+        {"bucket": "posts", "endpoint": minio_server.endpoint, "credentialsSecretRef": {"name": "unused-locally"}}
+    ]
+    twin_file.write_text(yaml.safe_dump(doc))
+    client = minio_server.client()
+    client.make_bucket("posts")
+    for name in ("posts.jsonl", "gulls.md"):
+        data = (ROOT / "examples/corpus" / name).read_bytes()
+        client.put_object("posts", f"2026/{name}", io.BytesIO(data), len(data))
+    env = {
+        **os.environ,
+        "LLMTWIN_S3_ACCESS_KEY": minio_server.access_key,
+        "LLMTWIN_S3_SECRET_KEY": minio_server.secret_key,
+    }
+    result = run("up", "-f", str(twin_file), "--data-dir", str(tmp_path / "d"), "--once", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "'ingested': 2" in result.stderr
+    top = ask(twin_file, tmp_path / "d", "When does the winter ferry leave?")["sources"][0]
+    assert top["source"] == "posts/2026/posts.jsonl"
