@@ -206,9 +206,8 @@ def milvus_lite(db, code: str) -> str:
 
 def test_delete_policy_delete_drops_the_milvus_collection(kube_cluster, operator, tmp_path):
     db = tmp_path / "milvus.db"
-    milvus_lite(
-        db, "from llmtwin.workflows.ingest.store import ChunkStore\nChunkStore(%r, 'twin_default_eta', 384)" % str(db)
-    )
+    create = f"from llmtwin.workflows.ingest.store import ChunkStore\nChunkStore({str(db)!r}, 'twin_default_eta', 384)"
+    milvus_lite(db, create)
     assert milvus_lite(db, "print(client.has_collection('twin_default_eta'))").strip() == "True"
     apply(kube_cluster, twin_doc("eta", deletionPolicy="Delete", vectorStore={"uri": str(db)}))
     wait_ready(kube_cluster, "eta")
