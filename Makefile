@@ -7,7 +7,6 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
-export HF_HUB_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: demo test test-fast install infra lint bench crd
@@ -22,11 +21,11 @@ demo: install
 
 ## test: every test, against the real servers (builds them once, ~20-30 min cold, cached after)
 test: install infra
-	LLMTWIN_REQUIRE_INFRA=1 $(BIN)/pytest
+	LLMTWIN_REQUIRE_INFRA=1 HF_HUB_OFFLINE=1 $(BIN)/pytest
 
 ## test-fast: unit tests only (no servers, seconds)
 test-fast: install
-	$(BIN)/pytest -m "not cluster and not kafka and not slow"
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not cluster and not kafka and not slow"
 
 install: $(STAMP)
 $(STAMP): pyproject.toml

@@ -34,9 +34,6 @@ def up(
 
     Files dropped into <data-dir>/inbox/<bucket>/ are ingested into Milvus Lite through the same
     ingest workflow a cluster runs; a restart resumes where it stopped. Ctrl-C stops cleanly."""
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from llmtwin.embedded import EmbeddedTwin, default_data_dir, running_server
 
     twin = load_twin_file(file)
@@ -136,9 +133,6 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Ask the twin: the answer context with sources and scores (and an answer if a TGI endpoint is set)."""
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from llmtwin.embedded import default_data_dir, running_server
 
     twin = load_twin_file(file)
