@@ -35,6 +35,7 @@ def up(
     Files dropped into <data-dir>/inbox/<bucket>/ are ingested into Milvus Lite through the same
     ingest workflow a cluster runs; a restart resumes where it stopped. Ctrl-C stops cleanly."""
     from llmtwin.embedded import EmbeddedTwin, default_data_dir, running_server
+    from llmtwin.workflows.ingest.store import store_for
 
     twin = load_twin_file(file)
     data_dir = data_dir or default_data_dir(twin)
@@ -72,6 +73,8 @@ def up(
                     f"[yellow]{change.bucket}/{change.key}: {result['outcome']}: {result.get('reason')}"
                 )
             progress.advance(task)
+    if changes:
+        store_for(twin).flush()
     status = embedded.status.read()
     err.print(
         f"{dict(outcomes) or 'inbox already in sync'}; documents={status.get('documents', 0)} "

@@ -127,6 +127,8 @@ class EmbeddedTwin:
                     break
             for change in batch.values():
                 on_result(self.apply(change))
+            if self.changes.empty():
+                store_for(self.twin).flush()
 
     def watch(self):
         """Start a watchdog observer that turns inbox changes into queued ObjectChanges."""

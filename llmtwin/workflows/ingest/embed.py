@@ -24,6 +24,10 @@ class Embedder:
     def __init__(self, model_id: str):
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        # The chunker measures whole documents with the tokenizer; its "sequence too long" warning is noise.
+        transformers_logging.set_verbosity_error()
 
         self.model_id = model_id
         self.model = SentenceTransformer(resolve_model(model_id), device="cpu")

@@ -148,6 +148,11 @@ class ChunkStore:
             for r in results
         ]
 
+    def flush(self) -> None:
+        """Seal what was written: Milvus Lite searches unsealed (growing) data ~10x slower."""
+        with self._lock:
+            self.client.flush(self.collection)
+
     def drop(self) -> None:
         with self._lock:
             if self.client.has_collection(self.collection):
