@@ -43,7 +43,8 @@ class KubernetesStatusReporter:
         try:
             config.load_incluster_config()
         except config.ConfigException:
-            config.load_kube_config()
+            # Read KUBECONFIG now: the client's default path is fixed when it is first imported.
+            config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
         client.CustomObjectsApi().patch_namespaced_custom_object_status(
             GROUP, VERSION, twin.namespace, PLURAL, twin.name, {"status": fields}
         )
