@@ -386,7 +386,7 @@ class GatewaySpec(ApiModel):
     generation_endpoint: str | None = Field(
         default=None,
         pattern=r"^https?://",
-        description="TGI-compatible endpoint (TGI API) for generation. Empty: answers carry the retrieved context only.",
+        description="TGI-compatible endpoint for generation. Empty: answers carry the retrieved context only.",
     )
 
 
