@@ -122,7 +122,7 @@ class IngestPipeline:
             for i, (piece, vec) in enumerate(zip(pieces, vectors, strict=True))
         ]
         with STAGE_SECONDS.labels("upsert").time():
-            self.store.replace_object(bucket, key, rows)
+            self.store.replace_object(bucket, key, rows, {r["id"] for r in stored})
         CHUNKS.inc(len(rows))
         OBJECTS.labels("ingested", "").inc()
         return Outcome(bucket, key, "ingested", chunks=len(rows))

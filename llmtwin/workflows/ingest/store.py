@@ -84,17 +84,12 @@ class ChunkStore:
                 self.collection, filter=object_filter(bucket, key), output_fields=["id", "etag", "chunk_index"]
             )
 
-    def replace_object(self, bucket: str, key: str, rows: list[dict[str, Any]]) -> None:
-        """Upsert the object's new chunks, then drop the ones it no longer has."""
-        new_ids = {r["id"] for r in rows}
+    def replace_object(self, bucket: str, key: str, rows: list[dict[str, Any]], previous_ids: set[str]) -> None:
+        """Upsert the object's new chunks, then drop those of its previous version it no longer has."""
+        stale = sorted(previous_ids - {r["id"] for r in rows})
         with self._lock:
             if rows:
                 self.client.upsert(self.collection, rows)
-            stale = [
-                r["id"]
-                for r in self.client.query(self.collection, filter=object_filter(bucket, key), output_fields=["id"])
-                if r["id"] not in new_ids
-            ]
             if stale:
                 self.client.delete(self.collection, ids=stale)
 
