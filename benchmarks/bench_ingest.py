@@ -30,6 +30,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from report import print_table  # noqa: E402
+
 from llmtwin.api.v1alpha1 import LLMTwin  # noqa: E402
 from llmtwin.workflows.ingest.embed import embedder_for  # noqa: E402
 from llmtwin.workflows.ingest.objects import FolderStore  # noqa: E402
@@ -91,8 +93,11 @@ def throughput(docs: int, work: Path) -> list[tuple[str, str, str]]:
         ("raw embedding of the same chunks (limit)", f"{len(flat) / raw_s:.1f} chunks/s", f"{len(flat)} chunks"),
         ("our pipeline, end to end", f"{chunks / ours_s:.1f} chunks/s", f"{chunks} chunks in {ours_s:.1f} s"),
         ("ours / raw embedding", f"{(chunks / ours_s) / (len(flat) / raw_s):.2f}", "target >= 0.8"),
-        ("naive VectorStoreIndex.from_documents", f"{naive_chunks / naive_s:.1f} chunks/s",
-         f"{naive_chunks} chunks in {naive_s:.1f} s (in-memory store, default splitter)"),
+        (
+            "naive VectorStoreIndex.from_documents",
+            f"{naive_chunks / naive_s:.1f} chunks/s",
+            f"{naive_chunks} chunks in {naive_s:.1f} s (in-memory store, default splitter)",
+        ),
         ("ours / naive (chunks/s)", f"{(chunks / ours_s) / (naive_chunks / naive_s):.2f}", ""),
         ("our pipeline, documents/s", f"{docs / ours_s:.2f} docs/s", "256-token chunks, Milvus Lite"),
         ("naive, documents/s", f"{docs / naive_s:.2f} docs/s", "1024-token chunks (default), no database"),
@@ -161,8 +166,11 @@ def drop_latency(work: Path, runs: int = 12) -> list[tuple[str, str, str]]:
         observer.join()
     return [
         ("drop -> searchable, 10 KB file, p50", f"{pct(latencies, 50):.2f} s", f"{runs} files"),
-        ("drop -> searchable, 10 KB file, p95", f"{pct(latencies, 95):.2f} s",
-         f"target < 2 s (includes the {0.3:.1f} s burst-coalescing window)"),
+        (
+            "drop -> searchable, 10 KB file, p95",
+            f"{pct(latencies, 95):.2f} s",
+            f"target < 2 s (includes the {0.3:.1f} s burst-coalescing window)",
+        ),
     ]
 
 
@@ -179,12 +187,23 @@ def retrieval_latency(work: Path, sizes: list[int], queries: int = 100) -> list[
             n = min(5000, size - inserted)
             vectors = rng.normal(size=(n, 384)).astype(np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            store.client.insert("bench", [
-                {"id": f"c{inserted + j}", "vector": vectors[j].tolist(), "text": "synthetic chunk", "bucket": "b",
-                 "key": f"doc-{(inserted + j) // 20}", "etag": "e", "chunk_index": (inserted + j) % 20,
-                 "title": "t", "ingested_at": 0}
-                for j in range(n)
-            ])
+            store.client.insert(
+                "bench",
+                [
+                    {
+                        "id": f"c{inserted + j}",
+                        "vector": vectors[j].tolist(),
+                        "text": "synthetic chunk",
+                        "bucket": "b",
+                        "key": f"doc-{(inserted + j) // 20}",
+                        "etag": "e",
+                        "chunk_index": (inserted + j) % 20,
+                        "title": "t",
+                        "ingested_at": 0,
+                    }
+                    for j in range(n)
+                ],
+            )
             inserted += n
         store.flush()  # a bulk load is sealed once, as `llmtwin up` does after each burst
         search, total = [], []
@@ -196,11 +215,20 @@ def retrieval_latency(work: Path, sizes: list[int], queries: int = 100) -> list[
             done = time.perf_counter()
             search.append(done - embedded_at)
             total.append(done - started)
-        rows.append((f"retrieval at {size // 1000}k chunks, search p50/p95",
-                     f"{pct(search, 50) * 1000:.1f}/{pct(search, 95) * 1000:.1f} ms",
-                     "HNSW, top-4; target p95 < 50 ms"))
-        rows.append((f"retrieval at {size // 1000}k chunks, with question embedding p50/p95",
-                     f"{pct(total, 50) * 1000:.1f}/{pct(total, 95) * 1000:.1f} ms", ""))
+        rows.append(
+            (
+                f"retrieval at {size // 1000}k chunks, search p50/p95",
+                f"{pct(search, 50) * 1000:.1f}/{pct(search, 95) * 1000:.1f} ms",
+                "HNSW, top-4; target p95 < 50 ms",
+            )
+        )
+        rows.append(
+            (
+                f"retrieval at {size // 1000}k chunks, with question embedding p50/p95",
+                f"{pct(total, 50) * 1000:.1f}/{pct(total, 95) * 1000:.1f} ms",
+                "",
+            )
+        )
     return rows
 
 
@@ -214,12 +242,7 @@ def main() -> None:
         rows = throughput(args.docs, work)
         rows += drop_latency(work)
         rows += retrieval_latency(work, [int(s) for s in args.sizes.split(",")])
-    width = max(len(r[0]) for r in rows)
-    print(f"\n{'metric'.ljust(width)} | {'value'.ljust(18)} | note")
-    print(f"{'-' * width}-|-{'-' * 18}-|-----")
-    for name, value, note in rows:
-        print(f"{name.ljust(width)} | {value.ljust(18)} | {note}")
-    print(f"\nmachine: {os.cpu_count()} cores")
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from report import print_table  # noqa: E402
+
 from llmtwin.api.v1alpha1 import LLMTwin  # noqa: E402
 from llmtwin.operator.builders import children  # noqa: E402
 from llmtwin.settings import Settings  # noqa: E402
+from tests.harness import free_port  # noqa: E402
 from tests.harness.kube import KubeCluster  # noqa: E402
 
 CHILD_RESOURCES = {
@@ -87,14 +90,6 @@ def all_reconciled(cluster: KubeCluster, namespace: str, n: int) -> bool:
     return done == n
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def scrape(port: int, name: str) -> float:
     import urllib.request
 
@@ -103,9 +98,7 @@ def scrape(port: int, name: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--twins", type=int, default=100)
     parser.add_argument("--resync", type=float, default=10.0, help="operator resync interval (s)")
     args = parser.parse_args()
@@ -210,11 +203,7 @@ def main() -> None:
             ("operator peak RSS", f"{peak_rss[0] / 2**20:.0f} MB", "target < 250 MB"),
             ("operator CPU for the first reconciles", f"{cpu_first:.1f} s", ""),
         ]
-        width = max(len(r[0]) for r in rows)
-        print(f"\n{'metric'.ljust(width)} | value      | note")
-        print(f"{'-' * width}-|------------|-----")
-        for name, value, note in rows:
-            print(f"{name.ljust(width)} | {value.ljust(10)} | {note}")
+        print_table(rows)
     finally:
         if operator and operator.poll() is None:
             os.killpg(operator.pid, signal.SIGTERM)

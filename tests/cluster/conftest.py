@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,14 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 RESYNC_SECONDS = 2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class OperatorProcess:
@@ -86,14 +81,3 @@ def operator(operator_sa_kubeconfig, tmp_path_factory):
 
 def get_json(kube_cluster, *args) -> dict:
     return json.loads(kube_cluster.kubectl("get", *args, "-o", "json").stdout)
-
-
-def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.cluster.conftest import RESYNC_SECONDS, get_json, wait_for
+from tests.cluster.conftest import RESYNC_SECONDS, get_json
+from tests.harness import wait_for
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]

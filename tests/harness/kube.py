@@ -10,7 +10,6 @@ import datetime as dt
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from tests.harness import free_port
+
 ROOT = Path(os.environ.get("LLMTWIN_ROOT", Path(__file__).resolve().parents[2]))
 CACHE = Path(os.environ.get("LLMTWIN_CACHE", Path.home() / ".cache" / "llmtwin"))
 BIN = CACHE / "bin"
@@ -29,12 +30,6 @@ CRD_DIRS = ("argo-workflows", "argo-rollouts", "prometheus-operator")
 
 class InfraMissing(RuntimeError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _key() -> rsa.RSAPrivateKey:

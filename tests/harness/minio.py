@@ -11,7 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.harness.kube import BIN, InfraMissing, free_port
+from tests.harness import free_port
+from tests.harness.kube import BIN, InfraMissing
 
 
 class MinioServer:

@@ -54,8 +54,13 @@ def test_generation_goes_through_the_tgi_api_with_the_retrieved_context(retrieve
     server = HTTPServer(("127.0.0.1", 0), TgiStandIn)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        twin = make_twin(tmp_path / "milvus.db", serving={"gateway": {
-            "generationEndpoint": f"http://127.0.0.1:{server.server_address[1]}"}, "maxNewTokens": 64})
+        twin = make_twin(
+            tmp_path / "milvus.db",
+            serving={
+                "gateway": {"generationEndpoint": f"http://127.0.0.1:{server.server_address[1]}"},
+                "maxNewTokens": 64,
+            },
+        )
         answer = Retriever(twin, retriever.store, retriever.embedder).ask("When does the winter ferry leave?")
     finally:
         server.shutdown()
