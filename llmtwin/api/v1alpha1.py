@@ -156,6 +156,10 @@ class SourceSpec(ApiModel):
         description="Objects larger than this are recorded as failed and not downloaded.",
     )
 
+    def matches(self, bucket: str, key: str) -> bool:
+        """Whether an object belongs to this source (the same filters the bucket notification uses)."""
+        return bucket == self.bucket and key.startswith(self.prefix) and key.endswith(self.suffix)
+
 
 # ----------------------------------------------------------------------------------- vector store
 

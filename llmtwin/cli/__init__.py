@@ -146,10 +146,12 @@ def operator(
 
 
 def _register() -> None:
+    from llmtwin.cli.gateway import gateway
     from llmtwin.cli.up import ask, up
 
     app.command()(up)
     app.command()(ask)
+    app.command()(gateway)
 
 
 _register()

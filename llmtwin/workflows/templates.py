@@ -210,9 +210,13 @@ def workflow_name(twin: LLMTwin, kind: WorkflowKind, dedupe_key: str) -> str:
 
 
 def build_workflow(
-    twin: LLMTwin, kind: WorkflowKind, params: dict[str, str], dedupe_key: str
+    twin: LLMTwin, kind: WorkflowKind, params: dict[str, str], dedupe_key: str, mutex: str | None = None
 ) -> dict[str, Any]:
-    """A `Workflow` submission that runs the twin's template with these parameters."""
+    """A `Workflow` submission that runs the twin's template with these parameters.
+
+    `mutex`: Workflows holding the same mutex run one at a time, in creation order (Argo
+    synchronization); ingests of one object use it so that two versions never write at once.
+    """
     expected = INGEST_PARAMS if kind == "ingest" else RETRAIN_PARAMS
     unknown = set(params) - set(expected)
     if unknown:
@@ -225,5 +229,6 @@ def build_workflow(
         annotations={"llmtwin.dev/dedupe-key": dedupe_key[:1024]},
         workflow_template_ref=models.WorkflowTemplateRef(name=template_name(twin, kind)),
         arguments=[Parameter(name=p, value=values.get(p, "")) for p in expected],
+        synchronization=models.Synchronization(mutexes=[models.Mutex(name=mutex)]) if mutex else None,
     )
     return workflow.to_dict()

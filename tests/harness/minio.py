@@ -78,3 +78,14 @@ class MinioServer:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def kafka_notify_env(target_id: str, bootstrap: str, topic: str, queue_dir: Path) -> dict[str, str]:
+    """MinIO's native Kafka notification target `<target_id>` (the queue dir keeps events while Kafka is down)."""
+    suffix = target_id  # the ARN names the target exactly as spelled here
+    return {
+        f"MINIO_NOTIFY_KAFKA_ENABLE_{suffix}": "on",
+        f"MINIO_NOTIFY_KAFKA_BROKERS_{suffix}": bootstrap,
+        f"MINIO_NOTIFY_KAFKA_TOPIC_{suffix}": topic,
+        f"MINIO_NOTIFY_KAFKA_QUEUE_DIR_{suffix}": str(queue_dir),
+    }

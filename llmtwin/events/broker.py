@@ -1,0 +1,98 @@
+"""kafka-python behind the gateway's `Consumer`/`Producer` interface (llmtwin.events.queue).
+
+The consumer never auto-commits: the gateway commits after its submissions are durable. The
+producer waits for all in-sync replicas (`acks=all`) so a dead-lettered message is stored before
+the offset of the original moves past it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError
+
+from llmtwin.events.queue import Message
+
+log = logging.getLogger(__name__)
+
+
+class KafkaMessageConsumer:
+    def __init__(self, bootstrap: str, topic: str, group: str, client_id: str = "llmtwin-gateway"):
+        self.consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            client_id=client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            # A short fetch wait keeps latency low; bursts still arrive together in one poll.
+            fetch_max_wait_ms=100,
+            max_poll_interval_ms=600_000,  # a batch may wait on a slow API server with backoff
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
+        )
+
+    def poll(self, timeout: float, max_records: int) -> list[Message]:
+        records = self.consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
+        return [
+            Message(
+                topic=r.topic,
+                value=r.value,
+                key=r.key,
+                headers={k: v for k, v in (r.headers or [])},
+                partition=r.partition,
+                offset=r.offset,
+                timestamp=r.timestamp / 1000 if r.timestamp and r.timestamp > 0 else 0.0,
+            )
+            for batch in records.values()
+            for r in batch
+        ]
+
+    def commit(self) -> None:
+        try:
+            self.consumer.commit()
+        except KafkaError as exc:
+            # The batch is handled; a failed commit only means it may be replayed, and replays are
+            # idempotent. The next successful commit covers these offsets.
+            log.warning("offset commit failed (%s); later commits cover it", exc)
+
+    def lag(self) -> dict[int, int]:
+        """Messages behind the high-water mark per assigned partition; empty while the broker is unreachable."""
+        lag = {}
+        try:
+            for tp in self.consumer.assignment():
+                end = self.consumer.highwater(tp)
+                if end is not None:
+                    lag[tp.partition] = max(0, end - self.consumer.position(tp))
+        except KafkaError as exc:
+            log.debug("lag unknown: %s", exc)
+        return lag
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+
+
+class KafkaMessageProducer:
+    def __init__(self, bootstrap: str, client_id: str = "llmtwin-gateway"):
+        self.producer = KafkaProducer(
+            bootstrap_servers=bootstrap, client_id=client_id, acks="all", retries=5, linger_ms=5
+        )
+        self._pending = []
+        self._lock = threading.Lock()  # one producer serves the consumers' threads and the webhook
+
+    def send(self, topic: str, value: bytes, key: bytes | None = None, headers: dict[str, bytes] | None = None) -> None:
+        future = self.producer.send(topic, value=value, key=key, headers=list((headers or {}).items()))
+        with self._lock:
+            self._pending.append(future)
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        self.producer.flush()
+        for future in pending:
+            future.get(timeout=0)  # raises the send's KafkaError, if any
+
+    def close(self) -> None:
+        self.producer.close()

@@ -1,0 +1,114 @@
+"""The gateway process: two Kafka consumer loops and the HTTP side, sharing one producer.
+
+- objects topic -> `ObjectGateway` (ingest Workflows), alerts topic -> `AlertDispatcher` (retrain);
+- HTTP: the Alertmanager webhook (publishes to the alerts topic), CloudEvents delivery for the
+  Knative variant (the same handlers), `/metrics`, `/healthz`.
+
+With `consumers=False` only the HTTP side runs: the Knative deployment, where a KafkaSource does
+the consuming and delivers each record as a CloudEvent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from llmtwin.events.broker import KafkaMessageConsumer, KafkaMessageProducer
+from llmtwin.events.gateway import AlertDispatcher, DeadLetters, ObjectGateway, consume
+from llmtwin.events.http import HttpConfig, create_app
+from llmtwin.events.routing import KubernetesTwins
+from llmtwin.events.submit import Backoff, KubernetesSubmitter, kube_api_client
+from llmtwin.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    settings: Settings
+    webhook_token: str
+    port: int = 8080
+    host: str = "0.0.0.0"
+    group: str = "llmtwin-gateway"
+    namespaces: list[str] = field(default_factory=list)  # empty: every namespace
+    kubeconfig: str | None = None
+    coalesce_seconds: float = 0.3
+    consumers: bool = True
+
+
+def run_gateway(config: GatewayConfig, stop: threading.Event) -> None:
+    """Run until `stop` is set; consumer loops commit only what they fully handled."""
+    import uvicorn
+
+    settings = config.settings
+    api = kube_api_client(config.kubeconfig)
+    twins = KubernetesTwins(api, config.namespaces, stop=stop)
+    submitter = KubernetesSubmitter(api, stop)
+    producer = KafkaMessageProducer(settings.kafka_bootstrap)
+    dead_letters = DeadLetters(producer, settings.dlq_topic)
+    objects = ObjectGateway(twins, submitter, dead_letters)
+    alerts = AlertDispatcher(twins, submitter, dead_letters)
+    handlers = {settings.objects_topic: objects.handle, settings.alerts_topic: alerts.handle}
+
+    loops = []
+    if config.consumers:
+        for topic, handle in handlers.items():
+            loop = threading.Thread(
+                target=_consume_until_stopped,
+                args=(settings.kafka_bootstrap, topic, config.group, handle, stop, config.coalesce_seconds),
+                name=f"consume-{topic}",
+                daemon=True,
+            )
+            loop.start()
+            loops.append(loop)
+
+    http = HttpConfig(config.webhook_token, settings.alerts_topic, settings.objects_topic)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(http, producer, handlers), host=config.host, port=config.port, log_level="warning")
+    )
+    server.install_signal_handlers = lambda: None  # the caller owns SIGTERM/SIGINT and sets `stop`
+    serving = threading.Thread(target=server.run, name="http", daemon=True)
+    serving.start()
+    log.info(
+        "gateway up: kafka %s, topics %s, http :%d%s",
+        settings.kafka_bootstrap,
+        list(handlers),
+        config.port,
+        "" if config.webhook_token else " (no webhook token: /alertmanager refuses everything)",
+    )
+    while not stop.wait(1.0):
+        dead = [t.name for t in loops if not t.is_alive()] + ([] if serving.is_alive() else ["http"])
+        if dead:
+            stop.set()
+            raise RuntimeError(f"gateway threads died: {dead}")
+    server.should_exit = True
+    for thread in (*loops, serving):
+        thread.join(timeout=30)
+    objects.close()
+    producer.close()
+
+
+def _consume_until_stopped(
+    bootstrap: str, topic: str, group: str, handle, stop: threading.Event, window: float
+) -> None:
+    """Consume; after any failure (broker gone, DLQ unwritable) start over from the committed offsets.
+
+    A fresh consumer rejoins the group and resumes at the last commit, so the failed batch is
+    replayed (replays are idempotent) rather than skipped by a consumer whose position moved on.
+    """
+    delays = Backoff(initial=1.0, maximum=30.0).delays()
+    while not stop.is_set():
+        consumer = None
+        try:
+            consumer = KafkaMessageConsumer(bootstrap, topic, group)
+            consume(consumer, topic, handle, stop, window=window)
+        except Exception as exc:
+            delay = next(delays)
+            log.error("consumer for %s failed (%s); restarting from committed offsets in %.0fs", topic, exc, delay)
+            stop.wait(delay)
+        finally:
+            if consumer is not None:
+                with contextlib.suppress(Exception):  # closing may fail while the broker is away
+                    consumer.close()

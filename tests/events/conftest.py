@@ -1,0 +1,77 @@
+"""The event gateway as a real process under its own ServiceAccount, against the real API server,
+Kafka broker and MinIO (whose native Kafka target publishes the bucket notifications)."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmtwin.api.v1alpha1 import SourceSpec
+from llmtwin.operator.eventplane import ensure_bucket_notification, ensure_topics, kafka_target_arn
+from llmtwin.settings import Settings
+from tests.conftest import MINIO_KAFKA_TARGET, OBJECTS_TOPIC
+from tests.harness import free_port
+from tests.harness.process import CliProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMESPACE = "events"
+TWIN = "scribe"
+BUCKET = "scribe-notes"
+ALERTS_TOPIC = "llmtwin.alerts"
+DLQ_TOPIC = "llmtwin.dlq"
+WEBHOOK_TOKEN = "test-token-" + uuid.uuid4().hex[:8]
+
+
+def twin_doc(name: str, bucket: str, cooldown: str = "1h") -> dict:
+    doc = yaml.safe_load((ROOT / "examples/twin.yaml").read_text())
+    doc["metadata"] = {"name": name, "namespace": NAMESPACE}
+    doc["spec"]["sources"] = [{"bucket": bucket}]
+    doc["spec"]["training"]["cooldown"] = cooldown
+    return doc
+
+
+@pytest.fixture(scope="module")
+def event_plane(kube_cluster, kafka_broker, minio_to_kafka):
+    """Namespace, twin, bucket with our notification, topics: what the operator sets up for a twin."""
+    kube_cluster.kubectl("apply", "-f", str(ROOT / "manifests/operator/namespace.yaml"))
+    kube_cluster.kubectl("create", "namespace", NAMESPACE, check=False)
+    kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(twin_doc(TWIN, BUCKET)))
+    ensure_topics(kafka_broker.bootstrap, [OBJECTS_TOPIC, ALERTS_TOPIC, DLQ_TOPIC])
+    client = minio_to_kafka.client()
+    if not client.bucket_exists(BUCKET):
+        client.make_bucket(BUCKET)
+    arn = kafka_target_arn(Settings(minio_kafka_target=MINIO_KAFKA_TARGET))
+    ensure_bucket_notification(client, SourceSpec(bucket=BUCKET), arn)
+    return client
+
+
+@pytest.fixture(scope="module")
+def gateway(kube_cluster, kafka_broker, event_plane, tmp_path_factory):
+    kube_cluster.kubectl("apply", "-f", str(ROOT / "manifests/gateway/rbac.yaml"))
+    kubeconfig = kube_cluster.service_account_kubeconfig("llmtwin-system", "llmtwin-gateway")
+    workdir = tmp_path_factory.mktemp("gateway")
+    (workdir / "token").write_text(WEBHOOK_TOKEN)
+    port = free_port()
+    proc = CliProcess(
+        ["gateway", "--port", str(port)],
+        {
+            "KUBECONFIG": str(kubeconfig),
+            "LLMTWIN_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+            "LLMTWIN_OBJECTS_TOPIC": OBJECTS_TOPIC,
+            "LLMTWIN_ALERTS_TOPIC": ALERTS_TOPIC,
+            "LLMTWIN_DLQ_TOPIC": DLQ_TOPIC,
+            "LLMTWIN_WEBHOOK_TOKEN_FILE": str(workdir / "token"),
+            "LLMTWIN_GATEWAY_GROUP": f"gateway-test-{uuid.uuid4().hex[:6]}",
+        },
+        workdir,
+        f"http://127.0.0.1:{port}/healthz",
+        "gateway",
+    )
+    proc.url = f"http://127.0.0.1:{port}"
+    proc.start()
+    yield proc
+    proc.kill(signal.SIGTERM)

@@ -1,0 +1,375 @@
+"""The event gateway end to end: MinIO notification -> Kafka -> gateway -> Workflow in the API server;
+Alertmanager webhook -> Kafka -> dispatcher -> retrain Workflow. Argo's controller cannot run here
+(no kubelet): Workflows are asserted as created objects, and where a test needs a run to finish it
+sets the Workflow's phase itself, standing in for the controller (named so at that line)."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+import yaml
+from kafka import KafkaConsumer, KafkaProducer
+
+from llmtwin.events.records import minio_message
+from tests.conftest import OBJECTS_TOPIC
+from tests.events.conftest import ALERTS_TOPIC, BUCKET, DLQ_TOPIC, NAMESPACE, TWIN, WEBHOOK_TOKEN, twin_doc
+from tests.harness import wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.kafka, pytest.mark.slow]
+ARGO = ("argoproj.io", "v1alpha1")
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def workflows(kube_cluster, kind: str, twin: str = TWIN) -> list[dict]:
+    from kubernetes.client import CustomObjectsApi
+
+    api = CustomObjectsApi(kube_cluster.api_client())
+    selector = f"llmtwin.dev/twin={twin},llmtwin.dev/kind={kind}"
+    return api.list_namespaced_custom_object(*ARGO, NAMESPACE, "workflows", label_selector=selector)["items"]
+
+
+def params(workflow: dict) -> dict[str, str]:
+    return {p["name"]: p.get("value", "") for p in workflow["spec"]["arguments"]["parameters"]}
+
+
+def ingests_of(kube_cluster, key: str) -> list[dict[str, str]]:
+    return [params(w) for w in workflows(kube_cluster, "ingest") if params(w)["key"] == key]
+
+
+def put(client, key: str, body: bytes) -> str:
+    return client.put_object(BUCKET, key, io.BytesIO(body), len(body)).etag.strip('"')
+
+
+def produce(kafka_broker, topic: str, value: bytes, headers: list | None = None, key: bytes | None = None) -> None:
+    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all")
+    producer.send(topic, value=value, key=key, headers=headers or []).get(timeout=30)
+    producer.close()
+
+
+def dead_letters(kafka_broker) -> list[tuple[bytes, dict[str, str]]]:
+    """Everything on the DLQ topic so far (read up to the end offsets of every partition)."""
+    from kafka import TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=kafka_broker.bootstrap, enable_auto_commit=False)
+    try:
+        consumer.topics()  # fetches the metadata partitions_for_topic reads
+        partitions = [TopicPartition(DLQ_TOPIC, p) for p in consumer.partitions_for_topic(DLQ_TOPIC) or ()]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        ends = consumer.end_offsets(partitions)
+        letters = []
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            for records in consumer.poll(timeout_ms=1000).values():
+                letters += [(r.value, {k: v.decode() for k, v in r.headers}) for r in records]
+        return letters
+    finally:
+        consumer.close()
+
+
+def metric(gateway, name: str, **labels: str) -> float:
+    text = urllib.request.urlopen(f"{gateway.url}/metrics/", timeout=5).read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def alert_payload(twin: str, fingerprint: str, status: str = "firing", namespace: str = NAMESPACE) -> bytes:
+    return json.dumps(
+        {
+            "version": "4",
+            "status": status,
+            "receiver": "llmtwin-gateway",
+            "groupKey": "{}:{}",
+            "alerts": [
+                {
+                    "status": status,
+                    "labels": {
+                        "alertname": "LLMTwinDrift",
+                        "llmtwin_twin": twin,
+                        "llmtwin_namespace": namespace,
+                        "llmtwin_action": "retrain",
+                    },
+                    "annotations": {"summary": "questions drift away from the corpus"},
+                    "startsAt": "2026-11-23T08:00:00Z",
+                    "endsAt": "0001-01-01T00:00:00Z",
+                    "fingerprint": fingerprint,
+                }
+            ],
+        }
+    ).encode()
+
+
+def send_alert(gateway, twin: str, fingerprint: str, status: str = "firing", namespace: str = NAMESPACE) -> int:
+    code, _ = post(
+        f"{gateway.url}/alertmanager",
+        alert_payload(twin, fingerprint, status, namespace),
+        {"Authorization": f"Bearer {WEBHOOK_TOKEN}"},
+    )
+    return code
+
+
+def finish(kube_cluster, workflow: dict, phase: str = "Succeeded") -> None:
+    """Stand-in for the Argo workflow controller (it needs a kubelet): the run ends with `phase`."""
+    from kubernetes.client import CustomObjectsApi
+
+    CustomObjectsApi(kube_cluster.api_client()).patch_namespaced_custom_object(
+        *ARGO, NAMESPACE, "workflows", workflow["metadata"]["name"], {"status": {"phase": phase}}
+    )
+
+
+# --------------------------------------------------------------------------------------- objects
+def test_put_overwrite_delete_each_submit_an_ingest_with_the_event(kube_cluster, event_plane, gateway):
+    key = f"essays/{uuid.uuid4().hex[:8]}.md"
+    first = put(event_plane, key, b"# Tides\nThe sea keeps its own hours.")
+    submitted = wait_for(lambda: ingests_of(kube_cluster, key), timeout=30, what="ingest after put")
+    assert submitted[0]["event_type"] == "put" and submitted[0]["etag"] == first
+    assert submitted[0] == {**submitted[0], "twin": TWIN, "bucket": BUCKET, "key": key}
+    assert submitted[0]["event_id"]
+
+    second = put(event_plane, key, b"# Tides\nThe sea keeps its own hours, and ours.")
+    wait_for(lambda: any(p["etag"] == second for p in ingests_of(kube_cluster, key)), 30, what="overwrite ingest")
+    event_plane.remove_object(BUCKET, key)
+    wait_for(lambda: any(p["event_type"] == "delete" for p in ingests_of(kube_cluster, key)), 30, what="removal ingest")
+    assert len(ingests_of(kube_cluster, key)) == 3
+
+    # Two ingests of one object never run at once: they share an Argo mutex.
+    mutexes = {
+        json.dumps(w["spec"]["synchronization"]) for w in workflows(kube_cluster, "ingest") if params(w)["key"] == key
+    }
+    assert len(mutexes) == 1 and "llmtwin-object-" in mutexes.pop()
+
+
+def test_a_burst_on_one_key_coalesces_to_the_final_state(kube_cluster, event_plane, gateway):
+    key = "burst/draft.md"
+    started = time.monotonic()
+    etags = [put(event_plane, key, f"draft number {i}".encode()) for i in range(100)]
+    burst_seconds = time.monotonic() - started
+    wait_for(lambda: any(p["etag"] == etags[-1] for p in ingests_of(kube_cluster, key)), 30, what="final etag")
+    time.sleep(1.0)  # anything still in flight
+    submitted = ingests_of(kube_cluster, key)
+    # Documented: one submission per coalescing window (0.3 s) at most, the last carrying the final etag.
+    windows = int(burst_seconds / 0.3) + 2
+    assert 1 <= len(submitted) <= min(windows, 99), (len(submitted), burst_seconds)
+    assert sum(p["etag"] == etags[-1] for p in submitted) == 1
+    assert metric(gateway, "llmtwin_gateway_events_coalesced_total") >= 100 - len(submitted)
+
+
+def test_awkward_keys_arrive_exactly_as_written(kube_cluster, event_plane, gateway, kafka_broker):
+    keys = ["with space/a b.md", "ünïcødé/文档 ✓.md", "percent/100%25 sure%.md", "plus/a+b=c.md", "q/what?&x=1.md"]
+    for key in keys:
+        put(event_plane, key, key.encode())
+    # MinIO refuses `..` segments in object names; a notification carrying one (another S3 server,
+    # a forged record) must still be passed on as plain data, never as a path.
+    dotted = "dots/../../etc/passwd.md"
+    produce(kafka_broker, OBJECTS_TOPIC, minio_message(BUCKET, dotted, "put", "feedface"))
+    for key in [*keys, dotted]:
+        wait_for(lambda key=key: ingests_of(kube_cluster, key), 30, what=f"ingest of {key!r}")
+
+
+def test_malformed_and_unroutable_messages_are_dead_lettered_and_the_gateway_goes_on(
+    kube_cluster, event_plane, gateway, kafka_broker
+):
+    marker = uuid.uuid4().hex
+    bad = {
+        b"not json " + marker.encode(): "malformed",
+        json.dumps({"Records": [], "marker": marker}).encode(): "malformed",
+        json.dumps({"Records": [{"eventName": "s3:Nonsense", "m": marker}]}).encode(): "malformed",
+    }
+    for value in bad:
+        produce(kafka_broker, OBJECTS_TOPIC, value)
+    unroutable = minio_message("nobody-" + marker[:8], "x.md", "put", "e")
+    produce(kafka_broker, OBJECTS_TOPIC, unroutable)
+    key = f"after-poison/{marker[:8]}.md"
+    put(event_plane, key, b"still listening")
+    wait_for(lambda: ingests_of(kube_cluster, key), 30, what="ingest after poison messages")
+
+    def dead() -> dict[bytes, dict[str, str]]:
+        return {value: headers for value, headers in dead_letters(kafka_broker) if marker[:8].encode() in value}
+
+    letters = wait_for(lambda: len(dead()) == 4 and dead(), 30, what="4 dead letters")
+    for value, reason in bad.items():
+        assert letters[value]["llmtwin-dlq-reason"] == reason
+        assert letters[value]["llmtwin-dlq-detail"]  # says what was wrong
+        assert letters[value]["llmtwin-dlq-origin"].startswith(OBJECTS_TOPIC + "/")
+    assert letters[unroutable]["llmtwin-dlq-reason"] == "unroutable"
+    assert "nobody-" in letters[unroutable]["llmtwin-dlq-detail"]
+
+
+def test_sigkill_during_hundreds_of_uploads_loses_nothing_and_duplicates_nothing(kube_cluster, event_plane, gateway):
+    keys = [f"storm/{i:03d}.md" for i in range(300)]
+    etags: dict[str, str] = {}
+
+    def upload() -> None:
+        for key in keys:
+            etags[key] = put(event_plane, key, f"storm note {key}".encode())
+
+    uploader = threading.Thread(target=upload)
+    uploader.start()
+    kills = 0
+    while uploader.is_alive() or kills < 3:
+        time.sleep(0.8)
+        if kills < 3:
+            gateway.kill(signal.SIGKILL)  # no chance to commit or flush anything
+            kills += 1
+            gateway.start()
+    uploader.join()
+
+    def storm() -> list[dict[str, str]]:
+        return [params(w) for w in workflows(kube_cluster, "ingest") if params(w)["key"].startswith("storm/")]
+
+    # Group rebalancing after a SIGKILL waits for the session timeout (10 s) before reassigning.
+    wait_for(lambda: len({p["key"] for p in storm()}) == len(keys), timeout=120, what="every object submitted")
+    time.sleep(2)
+    submitted = storm()
+    assert len(submitted) == len(keys), "a replayed event created a second Workflow"
+    assert {p["key"]: p["etag"] for p in submitted} == etags
+
+
+def test_kafka_broker_restart_loses_no_upload(kube_cluster, event_plane, gateway, kafka_broker):
+    down_key = f"outage/{uuid.uuid4().hex[:8]}.md"
+    # MinIO keeps notifications in its queue dir while Kafka is down and delivers them afterwards.
+    kafka_broker.restart(while_down=lambda: put(event_plane, down_key, b"written while Kafka was down"))
+    after_key = f"outage/{uuid.uuid4().hex[:8]}-after.md"
+    put(event_plane, after_key, b"written after the restart")
+    for key in (down_key, after_key):
+        wait_for(lambda key=key: ingests_of(kube_cluster, key), timeout=120, what=f"ingest of {key} after restart")
+    assert gateway.proc.poll() is None, "the gateway died with the broker"
+
+
+def test_cloudevents_delivery_runs_the_same_handler(kube_cluster, event_plane, gateway):
+    """The Knative variant: a KafkaSource POSTs the objects record as a binary-mode CloudEvent."""
+    key = f"knative/{uuid.uuid4().hex[:8]}.md"
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": f"partition:0/offset:{uuid.uuid4().int % 10**6}",
+        "ce-source": f"/apis/v1/namespaces/llmtwin-system/kafkasources/llmtwin-events#{OBJECTS_TOPIC}",
+        "ce-type": "dev.knative.kafka.event",
+        "ce-subject": "partition:0#1",
+    }
+    code, body = post(f"{gateway.url}/", minio_message(BUCKET, key, "put", "c0ffee"), headers)
+    assert code == 200, body
+    # The 2xx means the Workflow already exists (the source retries otherwise).
+    assert ingests_of(kube_cluster, key)[0]["etag"] == "c0ffee"
+    code, _ = post(f"{gateway.url}/", b"{}", {"ce-specversion": "1.0"})
+    assert code == 400
+
+
+def test_metrics_cover_every_stage(kube_cluster, event_plane, gateway):
+    key = f"metrics/{uuid.uuid4().hex[:8]}.md"
+    put(event_plane, key, b"counted")
+    wait_for(lambda: ingests_of(kube_cluster, key), 30, what="ingest")
+    text = urllib.request.urlopen(f"{gateway.url}/metrics/", timeout=5).read().decode()
+    for family in (
+        "llmtwin_gateway_messages_consumed_total",
+        "llmtwin_gateway_workflow_submissions_total",
+        "llmtwin_gateway_events_coalesced_total",
+        "llmtwin_gateway_dead_lettered_total",
+        "llmtwin_gateway_consumer_lag",
+        "llmtwin_gateway_event_to_submission_seconds",
+        "llmtwin_gateway_alerts_total",
+        "llmtwin_gateway_webhook_requests_total",
+        "llmtwin_gateway_api_retries_total",
+    ):
+        assert f"# TYPE {family} " in text, family
+    assert metric(gateway, "llmtwin_gateway_messages_consumed_total", topic=OBJECTS_TOPIC) > 0
+    assert metric(gateway, "llmtwin_gateway_event_to_submission_seconds_count", kind="ingest") > 0
+
+
+# ---------------------------------------------------------------------------------------- alerts
+def test_webhook_refuses_without_the_token_and_rejects_bad_bodies(gateway):
+    body = alert_payload(TWIN, "f0")
+    assert post(f"{gateway.url}/alertmanager", body, {})[0] == 401
+    assert post(f"{gateway.url}/alertmanager", body, {"Authorization": "Bearer wrong"})[0] == 401
+    auth = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+    assert post(f"{gateway.url}/alertmanager", b'{"version": "4"}', auth)[0] == 422
+    assert post(f"{gateway.url}/alertmanager", b"x" * (2 * 1024 * 1024), auth)[0] == 413
+
+
+def test_a_repeated_firing_alert_starts_one_retrain_and_cooldown_holds(kube_cluster, gateway):
+    for _ in range(50):
+        assert send_alert(gateway, TWIN, "drift-a") == 200
+    runs = wait_for(lambda: workflows(kube_cluster, "retrain"), 30, what="a retrain workflow")
+    time.sleep(3)  # let the other 49 be dispatched
+    runs = workflows(kube_cluster, "retrain")
+    assert len(runs) == 1
+    assert params(runs[0])["reason"].startswith("drift alert")
+
+    finish(kube_cluster, runs[0])  # the run is over; the 1 h cooldown now applies
+    cooldowns = metric(gateway, "llmtwin_gateway_alerts_total", outcome="cooldown")
+    assert send_alert(gateway, TWIN, "drift-b") == 200
+    wait_for(lambda: metric(gateway, "llmtwin_gateway_alerts_total", outcome="cooldown") > cooldowns, 30)
+    resolved = metric(gateway, "llmtwin_gateway_alerts_total", outcome="resolved")
+    assert send_alert(gateway, TWIN, "drift-a", status="resolved") == 200
+    wait_for(lambda: metric(gateway, "llmtwin_gateway_alerts_total", outcome="resolved") > resolved, 30)
+    assert len(workflows(kube_cluster, "retrain")) == 1
+
+
+def test_single_flight_then_a_new_run_after_a_short_cooldown(kube_cluster, gateway):
+    twin = "quick"
+    kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(twin_doc(twin, BUCKET, cooldown="2s")))
+    assert send_alert(gateway, twin, "q-1") == 200
+    first = wait_for(lambda: workflows(kube_cluster, "retrain", twin), 30, what="first retrain")
+    in_flight = metric(gateway, "llmtwin_gateway_alerts_total", outcome="in-flight")
+    assert send_alert(gateway, twin, "q-2") == 200  # the first run has not finished
+    wait_for(lambda: metric(gateway, "llmtwin_gateway_alerts_total", outcome="in-flight") > in_flight, 30)
+    assert len(workflows(kube_cluster, "retrain", twin)) == 1
+
+    finish(kube_cluster, first[0], "Failed")
+    time.sleep(2.5)  # past the cooldown
+    assert send_alert(gateway, twin, "q-3") == 200
+    wait_for(lambda: len(workflows(kube_cluster, "retrain", twin)) == 2, 30, what="second retrain")
+
+
+def test_alert_for_an_unknown_twin_is_dead_lettered(kafka_broker, gateway):
+    ghost = f"ghost-{uuid.uuid4().hex[:6]}"
+    assert send_alert(gateway, ghost, "g-1") == 200
+
+    def letter():
+        letters = dead_letters(kafka_broker)
+        return next((h for v, h in letters if ghost.encode() in v and h.get("ce_type") == "dev.llmtwin.alert"), None)
+
+    headers = wait_for(letter, 30, what="dead-lettered alert")
+    assert headers["llmtwin-dlq-reason"] == "unknown-twin"
+    assert headers["llmtwin-dlq-origin"].startswith(ALERTS_TOPIC + "/")
+
+
+def test_real_alertmanager_delivers_to_the_webhook(kube_cluster, gateway, tmp_path):
+    """Debian's Alertmanager with our route: an alert posted to it becomes a retrain Workflow."""
+    from tests.harness.alertmanager import Alertmanager
+
+    twin = "paged"
+    kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(twin_doc(twin, BUCKET)))
+    (tmp_path / "token").write_text(WEBHOOK_TOKEN)
+    with Alertmanager(tmp_path, f"{gateway.url}/alertmanager", tmp_path / "token") as alertmanager:
+        alertmanager.fire(
+            {
+                "alertname": "LLMTwinDrift",
+                "llmtwin_twin": twin,
+                "llmtwin_namespace": NAMESPACE,
+                "llmtwin_action": "retrain",
+            },
+            starts_at=datetime.now(UTC),
+        )
+        runs = wait_for(lambda: workflows(kube_cluster, "retrain", twin), 60, what="retrain via Alertmanager")
+    assert len(runs) == 1

@@ -1,0 +1,58 @@
+"""A `llmtwin` command under test as a real process (its own session, so it is killed with its children)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+class CliProcess:
+    """`python -m llmtwin.cli <args>`; live when `health_url` answers. Restartable, killable by signal."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_dir: Path, health_url: str, name: str):
+        self.args = args
+        self.env = env
+        self.log_dir = log_dir
+        self.health_url = health_url
+        self.name = name
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"{self.name}-{self.starts}.log"
+
+    def start(self, timeout: float = 60) -> None:
+        self.starts += 1
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "llmtwin.cli", *self.args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log_tail()}")
+            try:
+                urllib.request.urlopen(self.health_url, timeout=1)
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"{self.name} not live after {timeout} s: {self.log_tail()}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout=30)
+
+    def log_tail(self, lines: int = 40) -> str:
+        path = self.log_path
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
