@@ -35,7 +35,6 @@ def up(
     Files dropped into <data-dir>/inbox/<bucket>/ are ingested into Milvus Lite through the same
     ingest workflow a cluster runs; a restart resumes where it stopped. Ctrl-C stops cleanly."""
     from llmtwin.embedded import EmbeddedTwin, default_data_dir, running_server
-    from llmtwin.workflows.ingest.store import store_for
 
     twin = load_twin_file(file)
     data_dir = data_dir or default_data_dir(twin)
@@ -64,17 +63,18 @@ def up(
         console=err,
     ) as progress:
         task = progress.add_task("", total=len(changes))
-        for change in changes:
-            progress.update(task, description=change.key)
-            result = embedded.apply(change)
+
+        def count(result: dict) -> None:
             outcomes[result["outcome"]] += 1
-            if result["outcome"] in ("rejected", "failed"):
-                progress.console.print(
-                    f"[yellow]{change.bucket}/{change.key}: {result['outcome']}: {result.get('reason')}"
-                )
-            progress.advance(task)
-    if changes:
-        store_for(twin).flush()
+            if result["outcome"] in ("rejected", "failed", "dead-lettered"):
+                where = f"{result.get('bucket', '')}/{result.get('key', '')}"
+                progress.console.print(f"[yellow]{where}: {result['outcome']}: {result.get('reason')}")
+            progress.update(task, advance=1, description=result.get("key", ""))
+
+        embedded.on_result = count
+        for change in changes:
+            embedded.publish(change)
+        embedded.sync()
     status = embedded.status.read()
     err.print(
         f"{dict(outcomes) or 'inbox already in sync'}; documents={status.get('documents', 0)} "
@@ -103,11 +103,12 @@ def _serve(embedded, port: int) -> None:
 
     def report(result: dict) -> None:
         err.print(
-            f"{result['outcome']:>9} {result.get('bucket', '')}/{result.get('key', '')} "
+            f"{result['outcome']:>13} {result.get('bucket', '')}/{result.get('key', '')} "
             f"{result.get('chunks', '')} {result.get('reason', '')}"
         )
 
-    worker = threading.Thread(target=embedded.drain, args=(report, stop), daemon=True)
+    embedded.on_result = report
+    worker = threading.Thread(target=embedded.drain, args=(stop,), daemon=True)
     worker.start()
     while not server.started and http.is_alive():
         stop.wait(0.1)

@@ -166,13 +166,21 @@ class KubernetesSubmitter:
 
 
 class LocalSubmitter:
-    """Hands each Workflow to the twin's `LocalRunner` and runs it to completion (embedded mode)."""
+    """Hands each Workflow to the twin's `LocalRunner` and runs it to completion (embedded mode).
 
-    def __init__(self, runners: dict[tuple[str, str], Any]):
+    `on_result(workflow, outcome)` sees every run: `outcome` is the `WorkflowResult`, or the
+    exception the run failed with (a failed run is the workflow's outcome, as in Argo).
+    """
+
+    def __init__(
+        self,
+        runners: dict[tuple[str, str], Any],
+        on_result: Callable[[dict[str, Any], Any], None] | None = None,
+    ):
         self.runners = runners  # (namespace, twin) -> llmtwin.workflows.runner.LocalRunner
+        self.on_result = on_result
         # (namespace, twin, kind) -> {workflow name: record}
         self.records: dict[tuple[str, str, str], dict[str, WorkflowRecord]] = {}
-        self.results: dict[str, Any] = {}  # workflow name -> WorkflowResult or the exception it raised
         self._lock = threading.Lock()
 
     def submit(self, workflow: dict[str, Any]) -> str:
@@ -188,14 +196,15 @@ class LocalSubmitter:
             records[name] = WorkflowRecord(name, "Running", created)
         SUBMISSIONS.labels(owner[2], "created").inc()
         try:
-            self.results[name] = self.runners[owner[:2]].run(workflow)
+            outcome = self.runners[owner[:2]].run(workflow)
             phase = "Succeeded"
-        except Exception as exc:  # a failed run is the workflow's outcome, as in Argo
+        except Exception as exc:
             log.error("workflow %s failed: %s", name, exc)
-            self.results[name] = exc
-            phase = "Failed"
+            outcome, phase = exc, "Failed"
         with self._lock:
             records[name] = WorkflowRecord(name, phase, created)
+        if self.on_result:
+            self.on_result(workflow, outcome)
         return name
 
     def history(self, namespace: str, twin: str, kind: str) -> list[WorkflowRecord]:

@@ -1,0 +1,155 @@
+"""The gateway's pure parts: MinIO record parsing, coalescing, the in-process queue, the webhook."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from llmtwin.events.alerts import parse_alert_record
+from llmtwin.events.gateway import coalesce, poll_batch
+from llmtwin.events.http import HttpConfig, create_app
+from llmtwin.events.queue import InProcessQueue, Message
+from llmtwin.events.records import MalformedEvent, minio_message, parse_minio_message
+
+
+def record(event_name: str, key: str, **obj) -> bytes:
+    body = {"key": key, "sequencer": "17A0000000000001", **obj}
+    return json.dumps(
+        {
+            "Records": [
+                {
+                    "eventName": event_name,
+                    "eventTime": "2026-11-23T08:00:00.000Z",
+                    "s3": {"bucket": {"name": "essays"}, "object": body},
+                }
+            ]
+        }
+    ).encode()
+
+
+def test_minio_records_become_events_with_decoded_keys():
+    (put,) = parse_minio_message(record("s3:ObjectCreated:Put", "a+b%2Fc%25+%C3%BC.md", eTag='"abc"', size=3))
+    assert (put.bucket, put.key, put.event_type, put.etag, put.size) == ("essays", "a b/c% ü.md", "put", "abc", 3)
+    (multipart,) = parse_minio_message(record("s3:ObjectCreated:CompleteMultipartUpload", "big.pdf", eTag="x-2"))
+    assert multipart.event_type == "put" and multipart.etag == "x-2"
+    (removed,) = parse_minio_message(record("s3:ObjectRemoved:DeleteMarkerCreated", "old.md", versionId="v9"))
+    assert removed.event_type == "delete" and removed.revision == "v9"
+    assert parse_minio_message(record("s3:ObjectCreated:PutTagging", "tagged.md")) == []  # content unchanged
+
+
+def test_a_replay_has_the_same_dedupe_key_a_new_upload_does_not():
+    first = parse_minio_message(minio_message("essays", "k.md", "put", "e1", sequencer="01"))[0]
+    replay = parse_minio_message(minio_message("essays", "k.md", "put", "e1", sequencer="01"))[0]
+    reupload = parse_minio_message(minio_message("essays", "k.md", "put", "e1", sequencer="02"))[0]
+    assert first.dedupe_key("ns", "t") == replay.dedupe_key("ns", "t") != reupload.dedupe_key("ns", "t")
+    assert first.mutex("ns", "t") == reupload.mutex("ns", "t") != first.mutex("ns", "other")
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        (b"", "empty message"),
+        (b"\xff\xfe", "not JSON"),
+        (b'{"Records": []}', "no Records"),
+        (b'{"Records": ["x"]}', "not an object"),
+        (record("s3:Replication:Failed", "k"), "unsupported eventName"),
+        (record("s3:ObjectCreated:Put", ""), "key is empty"),
+        (record("s3:ObjectCreated:Put", "a%00b"), "NUL"),
+        (record("s3:ObjectCreated:Put", "%FF"), "UTF-8"),
+        (record("s3:ObjectCreated:Put", "k" * 1025), "longer than"),
+    ],
+)
+def test_malformed_messages_say_why(value, reason):
+    with pytest.raises(MalformedEvent) as exc:
+        parse_minio_message(value)
+    assert reason in exc.value.reason
+
+
+def test_coalesce_keeps_the_newest_sequencer_per_key_whatever_the_arrival_order():
+    events = [
+        parse_minio_message(minio_message("b", key, "put", etag, sequencer=seq))[0]
+        for key, etag, seq in [("k", "new", "0F"), ("k", "old", "0A"), ("other", "o", "01"), ("k", "mid", "0B")]
+    ]
+    kept = coalesce([(e, Message("t", b"")) for e in events])
+    assert sorted((e.key, e.etag) for e, _ in kept) == [("k", "new"), ("other", "o")]
+
+
+def test_in_process_queue_replays_what_was_not_committed():
+    queue = InProcessQueue()
+    for i in range(3):
+        queue.send("t", str(i).encode())
+    consumer = queue.consumer("t", "g")
+    assert [m.value for m in consumer.poll(0, 2)] == [b"0", b"1"]
+    consumer.commit()
+    assert [m.value for m in consumer.poll(0, 10)] == [b"2"]  # polled, then "crashed" before commit
+    assert [m.value for m in queue.consumer("t", "g").poll(0, 10)] == [b"2"]
+    assert consumer.lag() == {0: 0}
+
+
+def test_poll_batch_collects_a_burst_within_the_window():
+    queue = InProcessQueue()
+    consumer = queue.consumer("t", "g")
+
+    def burst() -> None:
+        for i in range(5):
+            queue.send("t", str(i).encode())
+            time.sleep(0.02)
+
+    writer = threading.Thread(target=burst)
+    writer.start()
+    batch = poll_batch(consumer, max_records=100, poll_timeout=1.0, window=0.5)
+    writer.join()
+    assert len(batch) == 5
+
+
+@pytest.fixture
+def webhook():
+    queue = InProcessQueue()
+    app = create_app(HttpConfig("s3cret", "alerts", "objects", max_body_bytes=4096), queue, {})
+    return TestClient(app), queue
+
+
+def payload(**alert) -> dict:
+    return {
+        "version": "4",
+        "status": "firing",
+        "receiver": "llmtwin",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"llmtwin_twin": "demo", "llmtwin_namespace": "default", "llmtwin_action": "retrain"},
+                "startsAt": "2026-11-23T08:00:00Z",
+                "fingerprint": "f1",
+                **alert,
+            }
+        ],
+    }
+
+
+def test_webhook_needs_the_token(webhook):
+    client, queue = webhook
+    assert client.post("/alertmanager", json=payload()).status_code == 401
+    assert client.post("/alertmanager", json=payload(), headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert queue.messages("alerts") == []
+
+
+def test_webhook_validates_and_publishes_one_cloudevent_per_alert(webhook):
+    client, queue = webhook
+    auth = {"Authorization": "Bearer s3cret"}
+    assert client.post("/alertmanager", content=b"x" * 5000, headers=auth).status_code == 413
+    bad = client.post("/alertmanager", json={**payload(), "version": "3"}, headers=auth)
+    assert bad.status_code == 422 and "version" in json.dumps(bad.json()["details"])
+    assert client.post("/alertmanager", json=payload(), headers=auth).json() == {"published": 1}
+    (message,) = queue.messages("alerts")
+    alert = parse_alert_record(message.value, message.headers, message.key)
+    assert (alert.twin_namespace, alert.twin_name, alert.status, alert.fingerprint) == (
+        "default",
+        "demo",
+        "firing",
+        "f1",
+    )
+    assert message.key == b"default/demo"  # one partition per twin: its alerts stay in order
