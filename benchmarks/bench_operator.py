@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,8 +33,10 @@ from report import print_table  # noqa: E402
 from llmtwin.api.v1alpha1 import LLMTwin  # noqa: E402
 from llmtwin.operator.builders import children  # noqa: E402
 from llmtwin.settings import Settings  # noqa: E402
-from tests.harness import free_port  # noqa: E402
+from tests.harness import free_port, stop_process_group  # noqa: E402
+from tests.harness.kafka import KafkaBroker  # noqa: E402
 from tests.harness.kube import KubeCluster  # noqa: E402
+from tests.harness.minio import MinioServer, kafka_notify_env  # noqa: E402
 
 CHILD_RESOURCES = {
     "configmaps",
@@ -104,14 +105,21 @@ def main() -> None:
     args = parser.parse_args()
     n = args.twins
 
-    cluster = KubeCluster()
-    cluster.start()
+    # A twin is Ready once its event plane is wired: the operator needs a real MinIO and Kafka too.
+    cluster, kafka = KubeCluster().start(), KafkaBroker().start()
+    minio = MinioServer(
+        kafka_notify_env("llmtwin", kafka.bootstrap, "llmtwin.objects", Path(kafka.workdir) / "minio-queue")
+    ).start()
     operator = None
     try:
         for manifest in ("namespace.yaml", "rbac.yaml"):
             cluster.kubectl("apply", "-f", str(ROOT / "manifests/operator" / manifest))
         for ns in ("bench", "baseline"):
             cluster.kubectl("create", "namespace", ns)
+        cluster.kubectl(
+            "create", "secret", "generic", "llmtwin-s3", "-n", "bench",
+            f"--from-literal=accessKey={minio.access_key}", f"--from-literal=secretKey={minio.secret_key}",
+        )  # fmt: skip
 
         # Baseline: the same objects, applied directly.
         rendered = []
@@ -132,6 +140,9 @@ def main() -> None:
             "LLMTWIN_RESYNC_SECONDS": str(args.resync),
             "LLMTWIN_METRICS_PORT": str(metrics_port),
             "LLMTWIN_METRICS_ADDR": "127.0.0.1",
+            "LLMTWIN_S3_ENDPOINT": minio.endpoint,
+            "LLMTWIN_KAFKA_BOOTSTRAP": kafka.bootstrap,
+            "LLMTWIN_MINIO_KAFKA_TARGET": "llmtwin",
         }
         log = open(Path(tempfile.gettempdir()) / "bench-operator.log", "wb")
         operator = subprocess.Popen(
@@ -205,10 +216,9 @@ def main() -> None:
         ]
         print_table(rows)
     finally:
-        if operator and operator.poll() is None:
-            os.killpg(operator.pid, signal.SIGTERM)
-            operator.wait(timeout=30)
-        cluster.stop()
+        stop_process_group(operator, timeout=30)
+        for server in (minio, kafka, cluster):
+            server.stop()
 
 
 if __name__ == "__main__":

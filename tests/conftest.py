@@ -2,8 +2,8 @@
 
 import pytest
 
-from tests.harness.kube import KubeCluster, server_fixture
 from tests.harness.kafka import KafkaBroker
+from tests.harness.kube import KubeCluster, server_fixture
 from tests.harness.minio import MinioServer, kafka_notify_env
 
 

@@ -46,9 +46,7 @@ def duration_seconds(value: str) -> float:
 class ApiModel(BaseModel):
     """camelCase on the wire, snake_case in Python; unknown fields are errors, as in the CRD."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", validate_default=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", validate_default=True)
 
     def wire(self) -> dict[str, Any]:
         """The camelCase JSON form, as it appears in the resource."""
@@ -203,9 +201,7 @@ class VectorStoreSpec(ApiModel):
     chunk_size: int = Field(default=256, ge=16, le=8192, description="Chunk size in tokens.")
     chunk_overlap: int = Field(default=32, ge=0, le=4096, description="Overlap between chunks in tokens.")
     embed_batch_size: int = Field(default=32, ge=1, le=1024, description="Chunks embedded per batch.")
-    pii_scrub: bool = Field(
-        default=False, description="Mask e-mail addresses and phone numbers before indexing."
-    )
+    pii_scrub: bool = Field(default=False, description="Mask e-mail addresses and phone numbers before indexing.")
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> VectorStoreSpec:
@@ -291,9 +287,7 @@ class TrainingSpec(ApiModel):
 
     lora: LoraSpec = Field(default_factory=LoraSpec, description="Adapter shape.")
     learning_rate: float = Field(default=2e-4, gt=0.0, lt=1.0, description="Peak learning rate.")
-    epochs: int = Field(
-        default=1, ge=0, le=100, description="Passes over the dataset (ignored if maxSteps > 0)."
-    )
+    epochs: int = Field(default=1, ge=0, le=100, description="Passes over the dataset (ignored if maxSteps > 0).")
     max_steps: int = Field(default=0, ge=0, le=1_000_000, description="Optimizer steps; 0 means use epochs.")
     batch_size: int = Field(default=4, ge=1, le=1024, description="Sequences per device step.")
     gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024)
@@ -322,9 +316,7 @@ DEFAULT_IMAGES: dict[str, str] = {
 
 class CanaryStep(ApiModel):
     set_weight: int = Field(ge=1, le=100, description="Percent of traffic to the canary at this step.")
-    pause: Duration | None = Field(
-        default=None, description="How long to hold this weight (empty: analysis only)."
-    )
+    pause: Duration | None = Field(default=None, description="How long to hold this weight (empty: analysis only).")
 
 
 class AnalysisSpec(ApiModel):
@@ -426,9 +418,7 @@ class ServingSpec(ApiModel):
     image: str | None = Field(default=None, max_length=512, description="Server image. Default per engine.")
     replicas: int = Field(default=1, ge=0, le=100, description="Model server replicas.")
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
-    resources: ComputeSpec = Field(
-        default_factory=_default_serving_resources, description="Server pod resources."
-    )
+    resources: ComputeSpec = Field(default_factory=_default_serving_resources, description="Server pod resources.")
     max_input_tokens: int = Field(default=2048, ge=1, le=1_000_000)
     max_total_tokens: int = Field(default=4096, ge=2, le=1_000_000)
     max_new_tokens: int = Field(default=256, ge=1, le=100_000, description="Default generation length.")

@@ -147,10 +147,12 @@ def operator(
 
 def _register() -> None:
     from llmtwin.cli.gateway import gateway
+    from llmtwin.cli.train import train
     from llmtwin.cli.up import ask, up
 
     app.command()(up)
     app.command()(ask)
+    app.command()(train)
     app.command()(gateway)
 
 

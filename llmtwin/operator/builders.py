@@ -29,13 +29,15 @@ def _meta(twin: LLMTwin, name: str, component: str) -> dict[str, Any]:
 
 
 def resolved_twin(twin: LLMTwin) -> dict[str, Any]:
-    """The twin as the workflows see it: spec with every default filled in, no status."""
-    return {
-        "apiVersion": twin.api_version,
-        "kind": twin.kind,
-        "metadata": {"name": twin.name, "namespace": twin.namespace},
-        "spec": twin.spec.wire(),
-    }
+    """The twin as the workflows see it: spec with every default filled in, its generation, and the
+    production adapter version (the retrain evaluation compares against it; serving fetches it)."""
+    metadata: dict[str, Any] = {"name": twin.name, "namespace": twin.namespace}
+    if twin.metadata.generation is not None:
+        metadata["generation"] = twin.metadata.generation
+    doc = {"apiVersion": twin.api_version, "kind": twin.kind, "metadata": metadata, "spec": twin.spec.wire()}
+    if twin.status.model_version:
+        doc["status"] = {"modelVersion": twin.status.model_version}
+    return doc
 
 
 def config_map(twin: LLMTwin, settings: Settings) -> dict[str, Any]:
@@ -135,7 +137,11 @@ def _adapter_init_container(twin: LLMTwin, settings: Settings) -> dict[str, Any]
         "command": ["llmtwin", "step", "fetch-adapter"],
         "args": [f"version={twin.status.model_version}", f"dest={ADAPTER_DIR}/current"],
         "env": [{"name": k, "value": v} for k, v in sorted(settings.as_env().items())]
-        + [{"name": "LLMTWIN_TWIN_FILE", "value": "/etc/llmtwin/twin.json"}],
+        + [
+            {"name": "LLMTWIN_TWIN_FILE", "value": "/etc/llmtwin/twin.json"},
+            # The step runner keeps its outputs in the workspace: put it on the writable adapters volume.
+            {"name": "LLMTWIN_WORKSPACE", "value": f"{ADAPTER_DIR}/.step"},
+        ],
         "volumeMounts": [
             {"name": "adapters", "mountPath": ADAPTER_DIR},
             {"name": "twin-config", "mountPath": "/etc/llmtwin", "readOnly": True},

@@ -14,6 +14,7 @@ import kopf
 from pydantic import ValidationError
 
 from llmtwin.api.v1alpha1 import LLMTwin
+from llmtwin.operator import eventplane
 from llmtwin.operator.reconcile import parse_twin
 from llmtwin.settings import Settings
 
@@ -32,6 +33,11 @@ def drop_collection(twin: LLMTwin, settings: Settings, logger: logging.Logger) -
 
     if drop(twin.spec.vector_store.uri, twin.collection):
         logger.info("dropped Milvus collection %s", twin.collection)
+
+
+@cleanup_hook
+def remove_bucket_notifications(twin: LLMTwin, settings: Settings, logger: logging.Logger) -> None:
+    eventplane.unwire(twin, settings, logger)
 
 
 def finalize(body: kopf.Body, patch: kopf.Patch, settings: Settings, logger: logging.Logger) -> None:

@@ -1,7 +1,9 @@
-"""What the kopf handlers do, without kopf's decorators: validate, render, apply, adopt, report.
+"""What the kopf handlers do, without kopf's decorators: validate, render, apply, adopt, wire the
+event plane (`eventplane.py`), report.
 
 `reconcile` is level-based and idempotent: the create/update/resume handlers and the periodic
-resync timer all call it, and when nothing changed it makes no API writes at all.
+resync timer all call it, and when nothing changed it makes no API writes at all (nor MinIO or
+Kafka writes). The resync timer is also what retries storage that was unreachable.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
 from llmtwin.api.v1alpha1 import LLMTwin
-from llmtwin.operator import builders
+from llmtwin.operator import builders, eventplane
 from llmtwin.operator.apply import Applier
-from llmtwin.operator.conditions import set_condition
+from llmtwin.operator.conditions import condition, set_condition
+from llmtwin.operator.eventplane import Failure
 from llmtwin.settings import Settings
 
 RECONCILES = Counter("llmtwin_operator_reconciles_total", "Reconciles by result", ["result"])
@@ -32,7 +35,8 @@ class Outcome:
     conditions: list[dict[str, Any]]
     generation: int | None
     fields: dict[str, Any] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
+    # What makes the twin Degraded: problems a user has to fix; the first one's reason is the condition's.
+    problems: list[Failure] = field(default_factory=list)
 
     def set(self, type_: str, ok: bool, reason: str, message: str = "") -> None:
         self.conditions = set_condition(
@@ -48,9 +52,7 @@ def spec_problems(twin: LLMTwin) -> list[str]:
     for i, source in enumerate(spec.sources):
         key = (source.bucket, source.prefix)
         if key in seen:
-            problems.append(
-                f"spec.sources[{i}]: bucket {source.bucket!r} prefix {source.prefix!r} is listed twice"
-            )
+            problems.append(f"spec.sources[{i}]: bucket {source.bucket!r} prefix {source.prefix!r} is listed twice")
         seen.add(key)
     scaling = spec.serving.autoscaling
     if not scaling.min_replicas <= spec.serving.replicas <= scaling.max_replicas:
@@ -65,17 +67,6 @@ def spec_problems(twin: LLMTwin) -> list[str]:
     return problems
 
 
-def missing_secrets(applier: Applier, twin: LLMTwin) -> list[str]:
-    missing = []
-    for i, source in enumerate(twin.spec.sources):
-        ref = source.credentials_secret_ref
-        if ref and applier.get("v1", "Secret", ref.name, twin.namespace) is None:
-            missing.append(
-                f"spec.sources[{i}].credentialsSecretRef: Secret {twin.namespace}/{ref.name} not found"
-            )
-    return missing
-
-
 def parse_twin(body: kopf.Body) -> LLMTwin:
     return LLMTwin.model_validate(
         {
@@ -88,9 +79,7 @@ def parse_twin(body: kopf.Body) -> LLMTwin:
     )
 
 
-def reconcile(
-    body: kopf.Body, patch: kopf.Patch, applier: Applier, settings: Settings, logger: logging.Logger
-) -> None:
+def reconcile(body: kopf.Body, patch: kopf.Patch, applier: Applier, settings: Settings, logger: logging.Logger) -> None:
     with RECONCILE_SECONDS.time():
         _reconcile(body, patch, applier, settings, logger)
 
@@ -104,11 +93,12 @@ def _reconcile(
         twin = parse_twin(body)
     except ValidationError as exc:
         # The schema admitted it but the typed model did not: report, do not retry in a loop.
-        outcome.problems.append(f"spec does not validate: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}")
+        error = exc.errors()[0]
+        outcome.problems.append(Failure("SpecInvalid", f"spec does not validate: {error['loc']}: {error['msg']}"))
         _finish(body, patch, outcome, logger)
         return
 
-    outcome.problems += spec_problems(twin) + missing_secrets(applier, twin)
+    outcome.problems += [Failure("SpecInvalid", problem) for problem in spec_problems(twin)]
     if outcome.problems:
         _finish(body, patch, outcome, logger)
         return
@@ -124,34 +114,60 @@ def _reconcile(
             if exc.status in (400, 403, 404, 409, 422):
                 # Rejected by the API (schema, RBAC, missing CRD): a real problem, not a blip.
                 outcome.problems.append(
-                    f"{child['kind']} {child['metadata']['name']}: {exc.status} {exc.reason}: "
-                    f"{(exc.body or '')[:500]}"
+                    Failure(
+                        "ApplyFailed",
+                        f"{child['kind']} {child['metadata']['name']}: {exc.status} {exc.reason}: "
+                        f"{(exc.body or '')[:500]}",
+                    )
                 )
                 continue
-            raise kopf.TemporaryError(
-                f"applying {child['kind']}: {exc.status} {exc.reason}", delay=10
-            ) from exc
+            raise kopf.TemporaryError(f"applying {child['kind']}: {exc.status} {exc.reason}", delay=10) from exc
     if written:
         logger.info("applied %s", ", ".join(written))
     outcome.fields["children"] = [f"{c['kind']}/{c['metadata']['name']}" for c in children]
     outcome.fields["collection"] = twin.collection
+    _record_event_plane(outcome, eventplane.wire(twin, settings), logger)
     _finish(body, patch, outcome, logger)
 
 
+def _record_event_plane(outcome: Outcome, wiring: eventplane.Wiring, logger: logging.Logger) -> None:
+    """StorageReady and status.buckets from the event plane. Secrets missing or lacking a key also
+    degrade the twin (someone has to add them); MinIO or Kafka being away only leaves StorageReady
+    False until a resync finds them back."""
+    if wiring.writes:
+        logger.info("event plane: wrote %s", ", ".join(wiring.writes))
+    outcome.fields["buckets"] = wiring.buckets
+    if not wiring.failures:
+        outcome.set("StorageReady", True, "Wired", "; ".join(wiring.buckets))
+        return
+    outcome.set("StorageReady", False, wiring.failures[0].reason, "; ".join(f.message for f in wiring.failures))
+    outcome.problems += [f for f in wiring.failures if f.reason in eventplane.CONFIGURATION_REASONS]
+
+
 def _finish(body: kopf.Body, patch: kopf.Patch, outcome: Outcome, logger: logging.Logger) -> None:
-    degraded = bool(outcome.problems)
-    message = "; ".join(outcome.problems)
-    if degraded:
-        outcome.set("Degraded", True, "SpecInvalid" if "spec" in message else "ApplyFailed", message)
+    """Ready needs every child applied and the event plane wired: a twin whose uploads reach no one is
+    not ready. Degraded (phase Degraded) means a user has to act; storage that is merely not there yet
+    leaves the phase Pending while the resync timer retries."""
+    storage = condition(outcome.conditions, "StorageReady")
+    if outcome.problems:
+        message = "; ".join(p.message for p in outcome.problems)
+        outcome.set("Degraded", True, outcome.problems[0].reason, message)
         outcome.set("Ready", False, "Degraded", message)
         kopf.warn(body, reason="Degraded", message=message[:1024])
         logger.warning("degraded: %s", message)
+        phase = "Degraded"
+    elif storage and storage["status"] != "True":
+        outcome.set("Degraded", False, "AsExpected")
+        outcome.set("Ready", False, "StorageNotReady", storage["message"])
+        logger.warning("storage not ready: %s", storage["message"])
+        phase = "Pending"
     else:
         outcome.set("Degraded", False, "AsExpected")
-        outcome.set("Ready", True, "Reconciled", "all children applied")
+        outcome.set("Ready", True, "Reconciled", "all children applied, event plane wired")
+        phase = "Ready"
     desired = {
         **outcome.fields,
-        "phase": "Degraded" if degraded else "Ready",
+        "phase": phase,
         "observedGeneration": outcome.generation,
         "conditions": outcome.conditions,
     }
@@ -159,4 +175,4 @@ def _finish(body: kopf.Body, patch: kopf.Patch, outcome: Outcome, logger: loggin
     for key, value in desired.items():
         if current.get(key) != value:
             patch.status[key] = value
-    RECONCILES.labels("degraded" if degraded else "ready").inc()
+    RECONCILES.labels(phase.lower()).inc()

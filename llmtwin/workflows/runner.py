@@ -27,9 +27,7 @@ from llmtwin.workflows.steps import StepContext, parse_params, run_step
 log = logging.getLogger(__name__)
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-zA-Z0-9_.\-]+)\s*\}\}")
 
-STEP_SECONDS = Histogram(
-    "llmtwin_local_step_seconds", "Wall time of workflow steps run by the local runner", ["step"]
-)
+STEP_SECONDS = Histogram("llmtwin_local_step_seconds", "Wall time of workflow steps run by the local runner", ["step"])
 STEP_FAILURES = Counter("llmtwin_local_step_failures_total", "Local runner step failures", ["step"])
 
 
@@ -84,9 +82,7 @@ class LocalRunner:
         self.workspace_root = Path(workspace_root)
         self.settings = settings or load()
         self.on_task = on_task  # progress hook: (task name, "started"|"succeeded"|"failed")
-        self._templates = {
-            t["metadata"]["name"]: t for t in templates.workflow_templates(twin, self.settings)
-        }
+        self._templates = {t["metadata"]["name"]: t for t in templates.workflow_templates(twin, self.settings)}
 
     def run(self, workflow: dict[str, Any]) -> WorkflowResult:
         name = workflow["metadata"]["name"]
@@ -111,8 +107,7 @@ class LocalRunner:
             task = tasks[task_name]
             container_template = by_name[task["template"]]
             inputs = {
-                k: _substitute(v, scope)
-                for k, v in _parameters(task.get("arguments", {}).get("parameters")).items()
+                k: _substitute(v, scope) for k, v in _parameters(task.get("arguments", {}).get("parameters")).items()
             }
             input_scope = {f"inputs.parameters.{k}": v for k, v in inputs.items()}
             command = container_template["container"]["command"]

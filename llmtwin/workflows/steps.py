@@ -102,7 +102,5 @@ def main(argv: list[str] | None = None) -> int:
     # Argo reads output parameters from files; write each output where the template expects it.
     (workspace / "outputs").mkdir(exist_ok=True)
     for key, value in outputs.items():
-        (workspace / "outputs" / f"{name}.{key}").write_text(
-            value if isinstance(value, str) else json.dumps(value)
-        )
+        (workspace / "outputs" / f"{name}.{key}").write_text(value if isinstance(value, str) else json.dumps(value))
     return 0

@@ -130,12 +130,8 @@ def _step(
     )
 
 
-def _template(
-    twin: LLMTwin, settings: Settings, kind: WorkflowKind, params: tuple[str, ...]
-) -> WorkflowTemplate:
-    volumes = [
-        models.Volume(name="twin-config", config_map=models.ConfigMapVolumeSource(name=config_map_name(twin)))
-    ]
+def _template(twin: LLMTwin, settings: Settings, kind: WorkflowKind, params: tuple[str, ...]) -> WorkflowTemplate:
+    volumes = [models.Volume(name="twin-config", config_map=models.ConfigMapVolumeSource(name=config_map_name(twin)))]
     return WorkflowTemplate(
         name=template_name(twin, kind),
         namespace=twin.namespace,

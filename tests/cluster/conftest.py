@@ -1,67 +1,34 @@
 """The operator under test: `llmtwin operator` as a real process, authenticated as the
-ServiceAccount from manifests/operator/rbac.yaml (so the RBAC we ship is proven sufficient)."""
+ServiceAccount from manifests/operator/rbac.yaml (so the RBAC we ship is proven sufficient), wired
+to the real MinIO and Kafka: a twin is Ready only once its event plane is."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
-import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import MINIO_KAFKA_TARGET, OBJECTS_TOPIC
 from tests.harness import free_port
+from tests.harness.process import CliProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 RESYNC_SECONDS = 2
+PLATFORM_SECRET = "llmtwin-s3"
+# Names no one else uses, so a test can tell that the operator created them.
+ALERTS_TOPIC = f"llmtwin.alerts.{uuid.uuid4().hex[:6]}"
+DLQ_TOPIC = f"llmtwin.dlq.{uuid.uuid4().hex[:6]}"
 
 
-class OperatorProcess:
-    def __init__(self, kubeconfig: Path, log_dir: Path):
-        self.kubeconfig = kubeconfig
-        self.log_dir = log_dir
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        port = free_port()
-        self.starts += 1
-        log = open(self.log_dir / f"operator-{self.starts}.log", "wb")
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "LLMTWIN_RESYNC_SECONDS": str(RESYNC_SECONDS),
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llmtwin.cli", "operator", f"--liveness=http://127.0.0.1:{port}/healthz"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"operator exited: {self.log_tail()}")
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError(f"operator not live after 60 s: {self.log_tail()}")
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            self.proc.wait(timeout=30)
-
-    def log_tail(self, lines: int = 40) -> str:
-        log = self.log_dir / f"operator-{self.starts}.log"
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+def operator_process(kubeconfig: Path, log_dir: Path, env: dict[str, str]) -> CliProcess:
+    """`llmtwin operator` with a fast resync, live when kopf's liveness endpoint answers."""
+    port = free_port()
+    env = {"KUBECONFIG": str(kubeconfig), "LLMTWIN_RESYNC_SECONDS": str(RESYNC_SECONDS), **env}
+    liveness = f"http://127.0.0.1:{port}/healthz"
+    return CliProcess(["operator", f"--liveness={liveness}"], env, log_dir, liveness, "operator")
 
 
 @pytest.fixture(scope="session")
@@ -71,9 +38,35 @@ def operator_sa_kubeconfig(kube_cluster) -> Path:
     return kube_cluster.service_account_kubeconfig("llmtwin-system", "llmtwin-operator")
 
 
+def create_s3_secret(kube_cluster, minio, name: str = PLATFORM_SECRET, namespace: str = "default") -> None:
+    """A Secret with MinIO's keys under the key names the operator and the workflows read."""
+    kube_cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        name,
+        "-n",
+        namespace,
+        f"--from-literal=accessKey={minio.access_key}",
+        f"--from-literal=secretKey={minio.secret_key}",
+    )
+
+
 @pytest.fixture(scope="session")
-def operator(operator_sa_kubeconfig, tmp_path_factory):
-    proc = OperatorProcess(operator_sa_kubeconfig, tmp_path_factory.mktemp("operator"))
+def operator(operator_sa_kubeconfig, kube_cluster, kafka_broker, minio_to_kafka, tmp_path_factory):
+    create_s3_secret(kube_cluster, minio_to_kafka)
+    env = {
+        "LLMTWIN_S3_ENDPOINT": minio_to_kafka.endpoint,
+        "LLMTWIN_S3_SECRET": PLATFORM_SECRET,
+        "LLMTWIN_MINIO_KAFKA_TARGET": MINIO_KAFKA_TARGET,
+        "LLMTWIN_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+        "LLMTWIN_OBJECTS_TOPIC": OBJECTS_TOPIC,
+        "LLMTWIN_ALERTS_TOPIC": ALERTS_TOPIC,
+        "LLMTWIN_DLQ_TOPIC": DLQ_TOPIC,
+        "LLMTWIN_METRICS_PORT": str(free_port()),
+        "LLMTWIN_METRICS_ADDR": "127.0.0.1",
+    }
+    proc = operator_process(operator_sa_kubeconfig, tmp_path_factory.mktemp("operator"), env)
     proc.start()
     yield proc
     proc.kill(signal.SIGTERM)

@@ -1,5 +1,5 @@
 """The operator against a real API server, real Argo/Rollouts/prometheus-operator CRD schemas, and
-the controller-manager's garbage collector."""
+the controller-manager's garbage collector (and real MinIO and Kafka: Ready includes the event plane)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.cluster.conftest import RESYNC_SECONDS, get_json
+from tests.cluster.conftest import RESYNC_SECONDS, create_s3_secret, get_json
 from tests.harness import wait_for
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.kafka]
 ROOT = Path(__file__).resolve().parents[2]
 CHILD_KINDS = (
     "configmaps",
@@ -133,12 +133,12 @@ def test_invalid_specs_are_rejected_at_apply_time(kube_cluster, mutate, field):
     assert kube_cluster.kubectl("get", "llmtwin", "invalid", check=False).returncode != 0
 
 
-def test_missing_secret_is_degraded_then_recovers(kube_cluster, operator):
+def test_missing_secret_is_degraded_then_recovers(kube_cluster, operator, minio_to_kafka):
     doc = twin_doc("epsilon")
     doc["spec"]["sources"] = [
         {
             "bucket": "essays",
-            "endpoint": "http://minio.example:9000",
+            "endpoint": minio_to_kafka.endpoint,
             "credentialsSecretRef": {"name": "epsilon-s3"},
         }
     ]
@@ -150,14 +150,7 @@ def test_missing_secret_is_degraded_then_recovers(kube_cluster, operator):
     assert twin["status"]["phase"] == "Degraded"
     events = kube_cluster.kubectl("get", "events", "--field-selector", "involvedObject.name=epsilon").stdout
     assert "Degraded" in events
-    kube_cluster.kubectl(
-        "create",
-        "secret",
-        "generic",
-        "epsilon-s3",
-        "--from-literal=accessKey=a",
-        "--from-literal=secretKey=b",
-    )
+    create_s3_secret(kube_cluster, minio_to_kafka, "epsilon-s3")
     wait_ready(kube_cluster, "epsilon")  # the resync timer notices the Secret
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -27,3 +30,15 @@ def wait_for(predicate: Callable[[], T], timeout: float = 60, interval: float = 
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def stop_process_group(proc: subprocess.Popen | None, timeout: float = 15) -> None:
+    """SIGTERM the process's whole session (servers fork helpers), SIGKILL it if it lingers."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=15)

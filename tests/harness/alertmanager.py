@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import urllib.request
 from datetime import datetime
@@ -13,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.harness import free_port, wait_for
+from tests.harness import free_port, stop_process_group, wait_for
 from tests.harness.kube import ROOT, InfraMissing
 
 BINARY = "prometheus-alertmanager"
@@ -76,6 +74,4 @@ class Alertmanager:
         urllib.request.urlopen(request, timeout=10)
 
     def __exit__(self, *exc) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=15)
+        stop_process_group(self.proc)

@@ -8,9 +8,7 @@ process group. `restart()` keeps ports and data, so tests can take the broker aw
 from __future__ import annotations
 
 import base64
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -19,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.harness import free_port
+from tests.harness import free_port, stop_process_group
 from tests.harness.kube import CACHE, ROOT, InfraMissing
 
 
@@ -104,7 +102,12 @@ class KafkaBroker:
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             subprocess.run(
                 self._java(
-                    "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), "--ignore-formatted"
+                    "kafka.tools.StorageTool",
+                    "format",
+                    f"--cluster-id={cluster_id}",
+                    "-c",
+                    str(config),
+                    "--ignore-formatted",
                 ),
                 check=True,
                 capture_output=True,
@@ -161,13 +164,7 @@ class KafkaBroker:
         return text
 
     def _terminate(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=15)
+        stop_process_group(self.proc, timeout=30)
 
     def stop(self) -> None:
         self._terminate()

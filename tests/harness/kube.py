@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -20,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from tests.harness import free_port
+from tests.harness import free_port, stop_process_group
 
 ROOT = Path(os.environ.get("LLMTWIN_ROOT", Path(__file__).resolve().parents[2]))
 CACHE = Path(os.environ.get("LLMTWIN_CACHE", Path.home() / ".cache" / "llmtwin"))
@@ -153,13 +152,7 @@ class KubeCluster:
     def stop(self) -> None:
         for name in reversed(list(self.procs)):
             proc = self.procs[name]
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=15)
+            stop_process_group(proc)
         self.procs.clear()
         shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-from tests.harness import free_port
+from tests.harness import free_port, stop_process_group
 from tests.harness.kube import BIN, InfraMissing
 
 
@@ -70,13 +69,7 @@ class MinioServer:
         return Minio(self.endpoint.removeprefix("http://"), self.access_key, self.secret_key, secure=False)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process_group(self.proc)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

@@ -1,0 +1,97 @@
+"""The retrain workflow steps: dataset → train → evaluate → register, and fetch-adapter for serving.
+
+Each step is one function the Argo container (`llmtwin step NAME`) and the local runner
+(`llmtwin train`) both call; they hand files to each other through the workspace
+(`workspace.py`). Parameters arrive as strings, as on a command line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llmtwin.workflows.retrain.workspace import RetrainWorkspace
+from llmtwin.workflows.steps import StepContext, step
+
+
+@step("retrain-dataset")
+def retrain_dataset(context: StepContext, *, twin: str = "", event_id: str = "", reason: str = "") -> dict[str, Any]:
+    from llmtwin.workflows.ingest.store import store_for
+    from llmtwin.workflows.retrain.base import check_training_config, load_tokenizer, quiet_transformers
+    from llmtwin.workflows.retrain.dataset import build_dataset
+
+    quiet_transformers()
+    check_training_config(context.twin)  # a spec that cannot train fails here, before any work
+    workspace = RetrainWorkspace(context.workspace)
+    tokenizer = load_tokenizer(context.twin.spec.base_model)
+    manifest = build_dataset(context.twin, store_for(context.twin), tokenizer, workspace.dataset_dir)
+    return {"dataset_hash": manifest["hash"], **{k: manifest["counts"][k] for k in ("train_examples", "eval_examples")}}
+
+
+@step("retrain-train")
+def retrain_train(
+    context: StepContext, *, twin: str = "", event_id: str = "", reason: str = "", checkpoint_steps: str = ""
+) -> dict[str, Any]:
+    from llmtwin.workflows.retrain.train import DEFAULT_CHECKPOINT_STEPS, train_adapter
+
+    result = train_adapter(
+        context.twin, RetrainWorkspace(context.workspace), int(checkpoint_steps or DEFAULT_CHECKPOINT_STEPS)
+    )
+    return result.summary()
+
+
+@step("retrain-evaluate")
+def retrain_evaluate(
+    context: StepContext,
+    *,
+    twin: str = "",
+    event_id: str = "",
+    reason: str = "",
+    style_samples: str = "8",
+    grounded_questions: str = "4",
+) -> dict[str, Any]:
+    from llmtwin.workflows.retrain.evaluate import evaluate_candidate
+    from llmtwin.workflows.retrain.registry import download_adapter, registered_model_name
+
+    workspace = RetrainWorkspace(context.workspace)
+    production = context.twin.status.model_version
+    adapter = (
+        download_adapter(
+            context.settings.mlflow_tracking_uri,
+            registered_model_name(context.twin),
+            production,
+            workspace.evaluate_dir / "production",
+        )
+        if production
+        else None
+    )
+    report = evaluate_candidate(
+        context.twin, workspace, adapter, production, int(style_samples), int(grounded_questions)
+    )
+    return {"promoted": str(report["promoted"]).lower(), "reason": report["reason"]}
+
+
+@step("retrain-register")
+def retrain_register(context: StepContext, *, twin: str = "", event_id: str = "", reason: str = "") -> dict[str, Any]:
+    from llmtwin.workflows.retrain.registry import register
+
+    registration = register(
+        context.twin, RetrainWorkspace(context.workspace), context.settings.mlflow_tracking_uri, event_id, reason
+    )
+    return registration.outputs()
+
+
+@step("fetch-adapter")
+def fetch_adapter(
+    context: StepContext, *, version: str = "", dest: str = "", model: str = "", twin: str = ""
+) -> dict[str, Any]:
+    """The serving pod's init container: a registered adapter version into `dest` (default: the workspace)."""
+    from llmtwin.workflows.retrain.registry import download_adapter, registered_model_name
+
+    version = version or context.twin.status.model_version or ""
+    if not version:
+        raise ValueError("fetch-adapter: no version given and the twin has no status.modelVersion")
+    name = model or registered_model_name(context.twin)
+    target = Path(dest) if dest else context.workspace / "adapter"
+    path = download_adapter(context.settings.mlflow_tracking_uri, name, version, target)
+    return {"adapter": str(path), "model": name, "version": version}

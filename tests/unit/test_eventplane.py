@@ -1,0 +1,135 @@
+"""The pure parts of the operator's event plane: Secret keys, notification ids and plans, bucket grouping."""
+
+import base64
+
+import pytest
+from minio.notificationconfig import PrefixFilterRule, QueueConfig
+
+from llmtwin.api.v1alpha1 import LLMTwin, ObjectMeta, SecretKeyRef, SourceSpec
+from llmtwin.operator.eventplane import (
+    SECRET_INVALID,
+    WiringError,
+    buckets_of,
+    config_id,
+    credentials_from_secret,
+    desired_queue_config,
+    kafka_target_arn,
+    owned_by,
+    planned_queue_configs,
+    secret_ref,
+    twin_config_prefix,
+)
+from llmtwin.settings import Settings
+from tests.unit.test_builders import twin as example_twin
+
+ARN = "arn:minio:sqs::llmtwin:kafka"
+
+
+def twin(name: str = "demo", namespace: str = "default", **spec) -> LLMTwin:
+    return example_twin(**spec).model_copy(update={"metadata": ObjectMeta(name=name, namespace=namespace)})
+
+
+def b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+def test_the_arn_names_minios_kafka_target_from_settings():
+    assert kafka_target_arn(Settings(minio_kafka_target="llmtwin")) == ARN
+
+
+def test_credentials_come_from_the_sources_secret_else_the_platform_one():
+    settings = Settings(s3_secret="platform-s3")
+    assert secret_ref(SourceSpec(bucket="essays"), settings) == SecretKeyRef(
+        name="platform-s3", access_key_key="accessKey", secret_key_key="secretKey"
+    )
+    own = SecretKeyRef(name="mine", access_key_key="id", secret_key_key="key")
+    assert secret_ref(SourceSpec(bucket="essays", credentials_secret_ref=own), settings) is own
+
+
+def test_secret_data_is_decoded_with_the_refs_key_names():
+    ref = SecretKeyRef(name="mine", access_key_key="id", secret_key_key="key")
+    credentials = credentials_from_secret({"id": b64("AKIA"), "key": b64("s3cr3t")}, ref)
+    assert (credentials.access_key, credentials.secret_key) == ("AKIA", "s3cr3t")
+
+
+def test_a_secret_without_a_key_names_the_key_and_never_a_value():
+    with pytest.raises(WiringError) as raised:
+        credentials_from_secret({"accessKey": b64("AKIA")}, SecretKeyRef(name="platform-s3"))
+    assert raised.value.reason == SECRET_INVALID
+    assert "platform-s3" in str(raised.value) and "secretKey" in str(raised.value)
+    assert "AKIA" not in str(raised.value)
+
+
+def test_queue_config_carries_both_event_kinds_and_only_the_filters_set():
+    config = desired_queue_config(SourceSpec(bucket="essays", prefix="notes/"), ARN)
+    assert config.queue == ARN and config.events == ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+    assert config.prefix_filter_rule.value == "notes/" and config.suffix_filter_rule is None
+    assert desired_queue_config(SourceSpec(bucket="essays"), ARN).prefix_filter_rule is None
+
+
+def test_config_ids_are_stable_and_unique_per_twin_and_filter():
+    alpha, alpha_b = twin("a"), twin("a-b")
+    source = SourceSpec(bucket="essays", prefix="notes/")
+    ids = {
+        config_id(source, twin_config_prefix(alpha)),
+        config_id(SourceSpec(bucket="essays", prefix="drafts/"), twin_config_prefix(alpha)),
+        config_id(source, twin_config_prefix(alpha_b)),
+        config_id(source, twin_config_prefix(twin("a", namespace="other"))),
+        config_id(source),
+    }
+    assert len(ids) == 5
+    assert config_id(source, twin_config_prefix(alpha)) == config_id(
+        SourceSpec(bucket="essays", prefix="notes/"), twin_config_prefix(alpha)
+    )
+    # Twin `a` claims its own configs, never twin `a-b`'s nor one set without a twin.
+    assert owned_by(alpha)(config_id(source, twin_config_prefix(alpha)))
+    assert not owned_by(alpha)(config_id(source, twin_config_prefix(alpha_b)))
+    assert not owned_by(alpha)(config_id(source))
+    assert all(i.startswith("llmtwin-") for i in ids)
+
+
+def test_a_matching_bucket_config_plans_no_write():
+    owner = twin()
+    wanted = [desired_queue_config(SourceSpec(bucket="essays", prefix="notes/"), ARN, twin_config_prefix(owner))]
+    # As MinIO returns it: the same config with its events in another order.
+    live = QueueConfig(
+        queue=ARN,
+        events=["s3:ObjectRemoved:*", "s3:ObjectCreated:*"],
+        config_id=wanted[0].config_id,
+        prefix_filter_rule=PrefixFilterRule("notes/"),
+    )
+    assert planned_queue_configs([live], wanted, owned_by(owner)) is None
+
+
+def test_a_changed_prefix_replaces_the_twins_config_and_keeps_everyone_elses():
+    owner, neighbour = twin("demo"), twin("neighbour")
+    old = desired_queue_config(SourceSpec(bucket="essays", prefix="notes/"), ARN, twin_config_prefix(owner))
+    theirs = desired_queue_config(SourceSpec(bucket="essays"), ARN, twin_config_prefix(neighbour))
+    foreign = QueueConfig(queue=ARN, events=["s3:ObjectCreated:*"], config_id="audit")
+    new = desired_queue_config(SourceSpec(bucket="essays", prefix="essays/"), ARN, twin_config_prefix(owner))
+    assert planned_queue_configs([old, theirs, foreign], [new], owned_by(owner)) == [theirs, foreign, new]
+
+
+def test_removing_a_twins_configs_keeps_the_rest_or_leaves_nothing():
+    owner = twin()
+    mine = desired_queue_config(SourceSpec(bucket="essays"), ARN, twin_config_prefix(owner))
+    foreign = QueueConfig(queue=ARN, events=["s3:ObjectCreated:*"], config_id="audit")
+    assert planned_queue_configs([mine, foreign], [], owned_by(owner)) == [foreign]
+    assert planned_queue_configs([mine], [], owned_by(owner)) == []
+    assert planned_queue_configs([foreign], [], owned_by(owner)) is None
+
+
+def test_sources_are_grouped_per_endpoint_and_bucket():
+    settings = Settings(s3_endpoint="http://minio:9000")
+    sources = [
+        {"bucket": "essays", "prefix": "notes/"},
+        {"bucket": "essays", "prefix": "drafts/"},
+        {"bucket": "essays", "endpoint": "https://s3.example", "credentialsSecretRef": {"name": "ext"}},
+        {"bucket": "letters"},
+    ]
+    groups = buckets_of(twin(sources=sources), settings)
+    assert {key: [s.prefix for s in group] for key, group in groups.items()} == {
+        ("http://minio:9000", "essays"): ["notes/", "drafts/"],
+        ("https://s3.example", "essays"): [""],
+        ("http://minio:9000", "letters"): [""],
+    }
