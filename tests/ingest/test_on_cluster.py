@@ -41,15 +41,17 @@ def test_ingest_workflow_from_minio_updates_twin_status(kube_cluster, minio_serv
     twin = LLMTwin.model_validate(json.loads(k("get", "llmtwin", "wf-twin", "-o", "json").stdout))
 
     # What the operator installs and what the gateway submits: accepted by the real Argo schemas.
+    # (A dry run: when the session's operator runs, it owns the live templates of this twin.)
     templates = [o for o in children(twin, Settings()) if o["kind"] == "WorkflowTemplate"]
-    k("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(templates))
+    k("apply", "--server-side", "--dry-run=server", "--force-conflicts", "-f", "-", input=yaml.safe_dump_all(templates))
     put = build_workflow(
         twin, "ingest", {"bucket": "essays", "key": "walls/harbour walls.pdf", "event_type": "put"}, "p1"
     )
     k("create", "-f", "-", input=yaml.safe_dump(put))
 
     minio = minio_server.client()
-    minio.make_bucket("essays")
+    if not minio.bucket_exists("essays"):  # the operator may have created it already
+        minio.make_bucket("essays")
     data = (ROOT / "examples/corpus/harbour-walls.pdf").read_bytes()
     minio.put_object("essays", "walls/harbour walls.pdf", io.BytesIO(data), len(data))
 
