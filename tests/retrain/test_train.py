@@ -35,7 +35,7 @@ def test_lora_lowers_the_loss_and_the_saved_adapter_reloads_with_identical_logit
     result = train_adapter(twin, workspace)
     losses = [h["loss"] for h in result.history]
     assert len(losses) == twin.spec.training.max_steps
-    assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.1  # nats per response token
+    assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.1, losses  # nats per response token
     assert json.loads(workspace.loss_json.read_text()) == result.history
     assert workspace.loss_png.read_bytes().startswith(b"\x89PNG")
 

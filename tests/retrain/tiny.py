@@ -79,6 +79,9 @@ def build_tiny_model(texts: list[str], directory: Path, hidden: int = 64, layers
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+    import torch
+
+    torch.manual_seed(0)  # the same random initialisation every run: a test's loss curve must not be luck
     LlamaForCausalLM(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
