@@ -25,6 +25,9 @@ def gateway(
         envvar="LLMTWIN_GATEWAY_COALESCE_SECONDS",
         help="Events for one object within this window after a batch's first message become one ingest.",
     ),
+    max_body_bytes: int = typer.Option(
+        1024 * 1024, envvar="LLMTWIN_GATEWAY_MAX_BODY_BYTES", min=1024, help="Larger HTTP bodies get 413."
+    ),
     consumers: bool = typer.Option(
         True, help="Consume the Kafka topics. --no-consumers: HTTP only (Knative: a KafkaSource delivers)."
     ),
@@ -53,5 +56,6 @@ def gateway(
         kubeconfig=kubeconfig,
         coalesce_seconds=coalesce_seconds,
         consumers=consumers,
+        max_body_bytes=max_body_bytes,
     )
     run_gateway(config, stop)

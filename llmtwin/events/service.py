@@ -36,6 +36,7 @@ class GatewayConfig:
     kubeconfig: str | None = None
     coalesce_seconds: float = 0.3
     consumers: bool = True
+    max_body_bytes: int = 1024 * 1024
 
 
 def run_gateway(config: GatewayConfig, stop: threading.Event) -> None:
@@ -64,7 +65,7 @@ def run_gateway(config: GatewayConfig, stop: threading.Event) -> None:
             loop.start()
             loops.append(loop)
 
-    http = HttpConfig(config.webhook_token, settings.alerts_topic, settings.objects_topic)
+    http = HttpConfig(config.webhook_token, settings.alerts_topic, settings.objects_topic, config.max_body_bytes)
     server = uvicorn.Server(
         uvicorn.Config(create_app(http, producer, handlers), host=config.host, port=config.port, log_level="warning")
     )

@@ -23,6 +23,7 @@ TWIN = "scribe"
 BUCKET = "scribe-notes"
 ALERTS_TOPIC = "llmtwin.alerts"
 DLQ_TOPIC = "llmtwin.dlq"
+MAX_BODY_BYTES = 16 * 1024
 WEBHOOK_TOKEN = "test-token-" + uuid.uuid4().hex[:8]
 
 
@@ -65,6 +66,8 @@ def gateway(kube_cluster, kafka_broker, event_plane, tmp_path_factory):
             "LLMTWIN_ALERTS_TOPIC": ALERTS_TOPIC,
             "LLMTWIN_DLQ_TOPIC": DLQ_TOPIC,
             "LLMTWIN_WEBHOOK_TOKEN_FILE": str(workdir / "token"),
+            # Small, so the 413 test's body fits in the socket buffer (no broken pipe before the reply).
+            "LLMTWIN_GATEWAY_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
             "LLMTWIN_GATEWAY_GROUP": f"gateway-test-{uuid.uuid4().hex[:6]}",
         },
         workdir,

@@ -21,7 +21,16 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from llmtwin.events.records import minio_message
 from tests.conftest import OBJECTS_TOPIC
-from tests.events.conftest import ALERTS_TOPIC, BUCKET, DLQ_TOPIC, NAMESPACE, TWIN, WEBHOOK_TOKEN, twin_doc
+from tests.events.conftest import (
+    ALERTS_TOPIC,
+    BUCKET,
+    DLQ_TOPIC,
+    MAX_BODY_BYTES,
+    NAMESPACE,
+    TWIN,
+    WEBHOOK_TOKEN,
+    twin_doc,
+)
 from tests.harness import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.kafka, pytest.mark.slow]
@@ -303,7 +312,7 @@ def test_webhook_refuses_without_the_token_and_rejects_bad_bodies(gateway):
     assert post(f"{gateway.url}/alertmanager", body, {"Authorization": "Bearer wrong"})[0] == 401
     auth = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
     assert post(f"{gateway.url}/alertmanager", b'{"version": "4"}', auth)[0] == 422
-    assert post(f"{gateway.url}/alertmanager", b"x" * (2 * 1024 * 1024), auth)[0] == 413
+    assert post(f"{gateway.url}/alertmanager", b"x" * (MAX_BODY_BYTES + 4096), auth)[0] == 413
 
 
 def test_a_repeated_firing_alert_starts_one_retrain_and_cooldown_holds(kube_cluster, gateway):
