@@ -4,7 +4,9 @@
    route, coalesce, submit Workflows into the real API server, commit) consumes them, and so does a
    bare kafka-python loop (poll + commit, nothing else) in another consumer group: same messages,
    ratio ours/bare. Two workloads: an editing session (each key saved ~10 times, so coalescing
-   matters) and the worst case (every event a different object: one Workflow each).
+   matters) and the worst case (every event a different object: one Workflow each). The worst case
+   runs twice: with Argo's full Workflow CRD (what the tests install, so every field is validated)
+   and with the minimal CRD that Argo's own install manifests ship (no per-field schema).
 2. Latency: paced uploads to MinIO -> bucket notification -> Kafka -> gateway -> Workflow created,
    timed from the upload's return to the Workflow's ADDED event on a watch.
 
@@ -38,7 +40,7 @@ from llmtwin.events.submit import KubernetesSubmitter, kube_api_client  # noqa: 
 from llmtwin.operator.eventplane import ensure_bucket_notification, ensure_topics, kafka_target_arn  # noqa: E402
 from llmtwin.settings import Settings  # noqa: E402
 from tests.harness.kafka import KafkaBroker  # noqa: E402
-from tests.harness.kube import KubeCluster  # noqa: E402
+from tests.harness.kube import KubeCluster, pinned_version  # noqa: E402
 from tests.harness.minio import MinioServer, kafka_notify_env  # noqa: E402
 
 NAMESPACE = "bench"
@@ -83,6 +85,17 @@ def throughput(bootstrap: str, kubeconfig: Path, topic: str, keys: list[str], st
     ours = drain(KafkaMessageConsumer(bootstrap, topic, f"ours-{topic}"), len(keys), gateway.handle)
     gateway.close()
     return {"bare": len(keys) / bare, "ours": len(keys) / ours}
+
+
+def minimal_workflow_crd() -> Path | None:
+    """Argo's install-manifest Workflow CRD, from the module infra/build.sh downloaded."""
+    from tests.harness.kube import CACHE
+
+    modules = Path(os.environ.get("GOMODCACHE", CACHE / "go" / "mod"))
+    version = pinned_version("ARGO_WORKFLOWS_VERSION")
+    crd = modules / f"github.com/argoproj/argo-workflows/v3@{version}/manifests/base/crds/minimal"
+    crd /= "argoproj.io_workflows.yaml"
+    return crd if crd.exists() else None
 
 
 def workflow_count(kube: KubeCluster) -> int:
@@ -167,7 +180,7 @@ def main() -> None:
         doc["spec"]["sources"] = [{"bucket": BUCKET}, {"bucket": DIRECT_BUCKET}]
         LLMTwin.model_validate(doc)
         kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
-        ensure_topics(kafka.bootstrap, ["llmtwin.objects", "editing", "unique", "bench.dlq"])
+        ensure_topics(kafka.bootstrap, ["llmtwin.objects", "editing", "unique", "unique-minimal", "bench.dlq"])
         for server, bucket in ((queued, BUCKET), (direct, DIRECT_BUCKET)):
             client = server.client()
             client.make_bucket(bucket)
@@ -181,6 +194,12 @@ def main() -> None:
         unique = throughput(kafka.bootstrap, kube.kubeconfig, "unique", unique_keys, stop)
         direct_delays = latency(kube, direct, DIRECT_BUCKET, kafka.bootstrap, args.uploads, stop)
         queued_delays = latency(kube, queued, BUCKET, kafka.bootstrap, args.uploads, stop)
+        # Last: the CRD swap must not change the other rows.
+        minimal_crd = minimal_workflow_crd()
+        if minimal_crd:
+            kube.kubectl("replace", "-f", str(minimal_crd))
+            minimal_keys = [f"unique-minimal/{i:06d}.md" for i in range(len(unique_keys))]
+            minimal = throughput(kafka.bootstrap, kube.kubeconfig, "unique-minimal", minimal_keys, stop)
     finally:
         stop.set()
         for server in (queued, direct, kafka, kube):
@@ -196,6 +215,13 @@ def main() -> None:
         ("unique keys: bare consumer loop (events/s)", f"{unique['bare']:.0f}", f"{len(unique_keys)} events"),
         ("unique keys: gateway (events/s)", f"{unique['ours']:.0f}", "one Workflow per event (worst case)"),
         ("unique keys: ratio gateway / bare", f"{unique['ours'] / unique['bare']:.2f}", "bound by API-server creates"),
+    ]
+    if minimal_crd:
+        rows += [
+            ("unique keys, minimal CRD: gateway (events/s)", f"{minimal['ours']:.0f}", "Argo's install-manifest CRD"),
+            ("unique keys, minimal CRD: ratio", f"{minimal['ours'] / minimal['bare']:.2f}", "same messages, bare loop"),
+        ]
+    rows += [
         ("upload -> Workflow p50, MinIO direct (s)", f"{p(direct_delays, 0.5):.3f}", f"{len(direct_delays)} seen"),
         ("upload -> Workflow p95, MinIO direct (s)", f"{p(direct_delays, 0.95):.3f}", "target < 2 s"),
         ("upload -> Workflow p50, MinIO queue dir (s)", f"{p(queued_delays, 0.5):.3f}", f"{len(queued_delays)} seen"),

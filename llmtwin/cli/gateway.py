@@ -28,6 +28,12 @@ def gateway(
     max_body_bytes: int = typer.Option(
         1024 * 1024, envvar="LLMTWIN_GATEWAY_MAX_BODY_BYTES", min=1024, help="Larger HTTP bodies get 413."
     ),
+    submit_workers: int = typer.Option(
+        16,
+        envvar="LLMTWIN_GATEWAY_SUBMIT_WORKERS",
+        min=1,
+        help="Workflow creates in flight at once; the API server's create rate bounds throughput.",
+    ),
     consumers: bool = typer.Option(
         True, help="Consume the Kafka topics. --no-consumers: HTTP only (Knative: a KafkaSource delivers)."
     ),
@@ -57,5 +63,6 @@ def gateway(
         coalesce_seconds=coalesce_seconds,
         consumers=consumers,
         max_body_bytes=max_body_bytes,
+        submit_workers=submit_workers,
     )
     run_gateway(config, stop)

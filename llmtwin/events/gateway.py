@@ -111,7 +111,7 @@ class ObjectGateway:
         twins: TwinDirectory,
         submitter: Submitter,
         dead_letters: DeadLetters,
-        workers: int = 8,
+        workers: int = 16,
         clock: Callable[[], float] = time.time,
     ):
         self.twins = twins

@@ -37,6 +37,7 @@ class GatewayConfig:
     coalesce_seconds: float = 0.3
     consumers: bool = True
     max_body_bytes: int = 1024 * 1024
+    submit_workers: int = 16
 
 
 def run_gateway(config: GatewayConfig, stop: threading.Event) -> None:
@@ -44,12 +45,12 @@ def run_gateway(config: GatewayConfig, stop: threading.Event) -> None:
     import uvicorn
 
     settings = config.settings
-    api = kube_api_client(config.kubeconfig)
+    api = kube_api_client(config.kubeconfig, pool_size=config.submit_workers)
     twins = KubernetesTwins(api, config.namespaces, stop=stop)
     submitter = KubernetesSubmitter(api, stop)
     producer = KafkaMessageProducer(settings.kafka_bootstrap)
     dead_letters = DeadLetters(producer, settings.dlq_topic)
-    objects = ObjectGateway(twins, submitter, dead_letters)
+    objects = ObjectGateway(twins, submitter, dead_letters, workers=config.submit_workers)
     alerts = AlertDispatcher(twins, submitter, dead_letters)
     handlers = {settings.objects_topic: objects.handle, settings.alerts_topic: alerts.handle}
 

@@ -140,9 +140,13 @@ class KubernetesSubmitter:
         def create() -> str:
             try:
                 # The created object is not needed: skipping its deserialisation saves CPU per event.
-                self.api.create_namespaced_custom_object(
+                # The body must still be read off the socket before the connection goes back to the
+                # pool, or the next request on it reads the leftover bytes as its status line.
+                response = self.api.create_namespaced_custom_object(
                     *ARGO[:2], meta["namespace"], ARGO[2], workflow, _preload_content=False
-                ).release_conn()
+                )
+                response.drain_conn()
+                response.release_conn()
                 SUBMISSIONS.labels(kind, "created").inc()
             except ApiException as exc:
                 if exc.status == 409:

@@ -169,6 +169,48 @@ def test_put_overwrite_delete_each_submit_an_ingest_with_the_event(kube_cluster,
     assert len(mutexes) == 1 and "llmtwin-object-" in mutexes.pop()
 
 
+def test_submissions_reusing_one_connection_are_each_created_once(kube_cluster, event_plane):
+    """The submitter skips parsing the created object; the connection must still come back clean,
+    or every next create on it fails, is retried, and is miscounted as already existing."""
+    from prometheus_client import REGISTRY
+
+    from llmtwin.events.gateway import ingest_workflow
+    from llmtwin.events.records import parse_minio_message
+    from llmtwin.events.routing import KubernetesTwins, find_twin
+    from llmtwin.events.submit import KubernetesSubmitter, kube_api_client
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    def counts() -> tuple[float, float, float]:
+        submissions = "llmtwin_gateway_workflow_submissions_total"
+        return (
+            sample(submissions, kind="ingest", result="created"),
+            sample(submissions, kind="ingest", result="exists"),
+            sample("llmtwin_gateway_api_retries_total", operation="create workflow"),
+        )
+
+    api = kube_api_client(str(kube_cluster.kubeconfig), pool_size=1)  # one connection, reused by each create
+    twin = find_twin(KubernetesTwins(api, [NAMESPACE]).twins(), NAMESPACE, TWIN)
+    keys = [f"pooled/{uuid.uuid4().hex[:8]}-{i}.md" for i in range(20)]
+    submissions = [
+        ingest_workflow(twin, event)
+        for key in keys
+        for event in parse_minio_message(minio_message(BUCKET, key, "put", etag=uuid.uuid4().hex))
+    ]
+    # A response larger than the client's read buffer leaves bytes on the socket, as a busy API
+    # server's split writes do; a large annotation makes that certain instead of load-dependent.
+    for workflow in submissions:
+        workflow["metadata"].setdefault("annotations", {})["test.llmtwin.dev/padding"] = "x" * 100_000
+    submitter = KubernetesSubmitter(api)
+    before = counts()
+    for workflow in [*submissions, submissions[0]]:  # the last one is a replay
+        submitter.submit(workflow)
+    created, exists, retries = (after - start for after, start in zip(counts(), before, strict=True))
+    assert (created, exists, retries) == (20, 1, 0)
+    assert all(len(ingests_of(kube_cluster, key)) == 1 for key in keys)
+
+
 def test_a_burst_on_one_key_coalesces_to_the_final_state(kube_cluster, event_plane, gateway):
     key = "burst/draft.md"
     started = time.monotonic()

@@ -18,15 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.harness import free_port, stop_process_group
-from tests.harness.kube import CACHE, ROOT, InfraMissing
-
-
-def _kafka_version() -> str:
-    for line in (ROOT / "infra" / "versions.env").read_text().splitlines():
-        if line.startswith("KAFKA_VERSION="):
-            return line.split("=", 1)[1].strip()
-    raise InfraMissing("KAFKA_VERSION missing from infra/versions.env")
-
+from tests.harness.kube import CACHE, InfraMissing, pinned_version
 
 LOG4J = """\
 log4j.rootLogger=WARN, file
@@ -41,7 +33,7 @@ log4j.logger.kafka.server.BrokerServer=INFO
 
 class KafkaBroker:
     def __init__(self, heap: str = "512m"):
-        self.home = CACHE / f"kafka-{_kafka_version()}"
+        self.home = CACHE / f"kafka-{pinned_version('KAFKA_VERSION')}"
         self.workdir = Path(tempfile.mkdtemp(prefix="llmtwin-kafka-"))
         self.heap = heap
         self.port = free_port()

@@ -31,6 +31,14 @@ class InfraMissing(RuntimeError):
     pass
 
 
+def pinned_version(name: str) -> str:
+    """A version pinned in infra/versions.env (the file infra/build.sh builds from)."""
+    for line in (ROOT / "infra" / "versions.env").read_text().splitlines():
+        if line.startswith(f"{name}="):
+            return line.split("=", 1)[1].strip()
+    raise InfraMissing(f"{name} missing from infra/versions.env")
+
+
 def _key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
