@@ -485,6 +485,21 @@ class Condition(ApiModel):
     observed_generation: int | None = None
 
 
+class BucketStatus(ApiModel):
+    """A bucket the operator wired for this twin. Where and with which Secret are recorded so that a
+    bucket later dropped from the spec can still be found and its notification removed."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    bucket: str = Field(description="Bucket name.")
+    endpoint: str = Field(description="S3 endpoint the bucket lives on.")
+    credentials_secret_ref: SecretKeyRef = Field(description="The Secret the operator used for the bucket.")
+    state: str = Field(
+        description="Notifying; the StorageReady reason that keeps it from notifying; or Removing "
+        "(dropped from the spec, its notification not removed yet)."
+    )
+
+
 class LLMTwinStatus(ApiModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -501,7 +516,13 @@ class LLMTwinStatus(ApiModel):
     last_training: str | None = None
     last_drift_alert: str | None = None
     last_error: str | None = None
-    buckets: list[str] = Field(default_factory=list, description="Buckets wired to the event plane.")
+    buckets: list[BucketStatus] = Field(default_factory=list, description="Buckets wired to the event plane.")
+
+    @field_validator("buckets", mode="before")
+    @classmethod
+    def _drop_unstructured_buckets(cls, value: Any) -> Any:
+        # Earlier operator builds wrote "<bucket>: <state>" strings: no endpoint to act on, so skipped.
+        return [b for b in value if isinstance(b, dict)] if isinstance(value, list) else value
 
 
 # --------------------------------------------------------------------------------------- resource

@@ -1,7 +1,8 @@
 """The event plane of one twin: its buckets exist and notify MinIO's Kafka target, and the topics exist.
 
-`wire` converges all of it for one twin and reports per bucket what it found; `unwire` removes the
-twin's bucket notifications (deletionPolicy: Delete). Both only read when nothing needs to change,
+`wire` converges all of it for one twin and reports per bucket what it found (`status.buckets`), and
+removes the twin's notification from buckets its spec no longer names; `unwire` removes the twin's
+bucket notifications (deletionPolicy: Delete). Both only read when nothing needs to change,
 and every write is counted in the operator's API write counter. Credentials come only from Secrets in
 the twin's namespace: the source's `credentialsSecretRef`, else the platform Secret named by
 `LLMTWIN_S3_SECRET` (keys `accessKey` / `secretKey`, the same ones the workflow pods read).
@@ -34,7 +35,7 @@ from minio import Minio
 from minio.error import MinioException, S3Error
 from minio.notificationconfig import NotificationConfig, PrefixFilterRule, QueueConfig, SuffixFilterRule
 
-from llmtwin.api.v1alpha1 import LLMTwin, SecretKeyRef, SourceSpec
+from llmtwin.api.v1alpha1 import BucketStatus, LLMTwin, SecretKeyRef, SourceSpec
 from llmtwin.operator.apply import API_READS, API_WRITES
 from llmtwin.settings import Settings
 
@@ -54,8 +55,10 @@ STORAGE_UNAVAILABLE = "StorageUnavailable"
 STORAGE_REJECTED = "StorageRejected"
 KAFKA_UNAVAILABLE = "KafkaUnavailable"
 CONFIGURATION_REASONS = frozenset({SECRET_MISSING, SECRET_INVALID})
-# status.buckets state of a bucket whose notification is in place.
+# status.buckets states besides the reasons above: notification in place; left the spec but its
+# notification could not be removed yet.
 NOTIFYING = "Notifying"
+REMOVING = "Removing"
 
 
 class WiringError(RuntimeError):
@@ -80,12 +83,13 @@ class Failure:
 
 @dataclass
 class Wiring:
-    """What `wire` found for one twin: a `status.buckets` line per bucket (`<bucket>: <state>`), the
-    failures, and the writes it made."""
+    """What `wire` found for one twin: a `status.buckets` entry per bucket, the failures, the writes
+    it made, and what it could not clean up (for the log)."""
 
-    buckets: list[str] = field(default_factory=list)
+    buckets: list[BucketStatus] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     writes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------ pure parts
@@ -169,12 +173,28 @@ def planned_queue_configs(
     return [q for q in current if not owns(q.config_id or "")] + wanted
 
 
-def buckets_of(twin: LLMTwin, settings: Settings) -> dict[tuple[str, str], list[SourceSpec]]:
+BucketGroups = dict[tuple[str, str], list[SourceSpec]]
+
+
+def buckets_of(twin: LLMTwin, settings: Settings) -> BucketGroups:
     """The twin's sources grouped by (endpoint, bucket): one bucket, one notification write."""
-    groups: dict[tuple[str, str], list[SourceSpec]] = {}
+    groups: BucketGroups = {}
     for source in twin.spec.sources:
         groups.setdefault((source.endpoint or settings.s3_endpoint, source.bucket), []).append(source)
     return groups
+
+
+def dropped_buckets(twin: LLMTwin, settings: Settings) -> BucketGroups:
+    """Buckets in `status.buckets` that no source names any more, each as a source that reaches it
+    (endpoint and Secret as recorded when it was wired)."""
+    current = buckets_of(twin, settings)
+    return {
+        (b.endpoint, b.bucket): [
+            SourceSpec(bucket=b.bucket, endpoint=b.endpoint, credentials_secret_ref=b.credentials_secret_ref)
+        ]
+        for b in twin.status.buckets
+        if (b.endpoint, b.bucket) not in current
+    }
 
 
 # ------------------------------------------------------------------------------------ MinIO, Kafka
@@ -302,9 +322,15 @@ def _bucket_lock(endpoint: str, bucket: str) -> threading.Lock:
 
 @dataclass
 class BucketResult:
+    endpoint: str
     bucket: str
+    secret: SecretKeyRef
     writes: list[str] = field(default_factory=list)
     failure: Failure | None = None
+
+    def status(self, state: str | None = None) -> BucketStatus:
+        state = state or (self.failure.reason if self.failure else NOTIFYING)
+        return BucketStatus(bucket=self.bucket, endpoint=self.endpoint, credentials_secret_ref=self.secret, state=state)
 
 
 def _failure(exc: Exception, endpoint: str, bucket: str) -> Failure:
@@ -317,13 +343,16 @@ def _failure(exc: Exception, endpoint: str, bucket: str) -> Failure:
 
 
 def _each_bucket(
-    twin: LLMTwin, settings: Settings, step: Callable[[Minio, str, list[SourceSpec]], Iterable[str]]
+    twin: LLMTwin,
+    settings: Settings,
+    groups: BucketGroups,
+    step: Callable[[Minio, str, list[SourceSpec]], Iterable[str]],
 ) -> list[BucketResult]:
-    """Run `step` (yielding a description of each write it made) on every bucket of the twin, with a
+    """Run `step` (yielding a description of each write it made) on every bucket of `groups`, with a
     client built from the first source's Secret; failures are reported per bucket, never raised."""
     results = []
-    for (endpoint, bucket), sources in buckets_of(twin, settings).items():
-        result = BucketResult(bucket)
+    for (endpoint, bucket), sources in groups.items():
+        result = BucketResult(endpoint, bucket, secret_ref(sources[0], settings))
         try:
             credentials = source_credentials(twin, sources[0], settings)
             with _bucket_lock(endpoint, bucket):
@@ -334,9 +363,18 @@ def _each_bucket(
     return results
 
 
+def _remove_configs_of(twin: LLMTwin) -> Callable[[Minio, str, list[SourceSpec]], Iterable[str]]:
+    def remove(client: Minio, bucket: str, sources: list[SourceSpec]) -> Iterable[str]:
+        if client.bucket_exists(bucket) and put_queue_configs(client, bucket, [], owned_by(twin)):
+            yield f"notification {bucket} removed"
+
+    return remove
+
+
 def wire(twin: LLMTwin, settings: Settings) -> Wiring:
     """Converge the twin's event plane: the topics (when a Kafka bootstrap is configured), then per
-    bucket the bucket itself and the twin's notification configs."""
+    bucket the bucket itself and the twin's notification configs; buckets the spec dropped lose the
+    twin's configs (a failure there keeps the bucket listed, so the next resync tries again)."""
     arn = kafka_target_arn(settings)
     owner = twin_config_prefix(twin)
 
@@ -352,27 +390,29 @@ def wire(twin: LLMTwin, settings: Settings) -> Wiring:
             wiring.writes += [f"topic {t}" for t in ensure_topics(settings.kafka_bootstrap, event_topics(settings))]
         except (KafkaError, OSError) as exc:
             wiring.failures.append(Failure(KAFKA_UNAVAILABLE, f"Kafka {settings.kafka_bootstrap}: {exc}"))
-    for result in _each_bucket(twin, settings, wire_bucket):
+    for result in _each_bucket(twin, settings, buckets_of(twin, settings), wire_bucket):
         wiring.writes += result.writes
-        wiring.buckets.append(f"{result.bucket}: {result.failure.reason if result.failure else NOTIFYING}")
+        wiring.buckets.append(result.status())
         if result.failure:
             wiring.failures.append(result.failure)
+    for result in _each_bucket(twin, settings, dropped_buckets(twin, settings), _remove_configs_of(twin)):
+        wiring.writes += result.writes
+        if result.failure and result.failure.reason in CONFIGURATION_REASONS:
+            wiring.warnings.append(f"{result.bucket} left the spec; its notification stays: {result.failure.message}")
+        elif result.failure:
+            wiring.buckets.append(result.status(REMOVING))
     return wiring
 
 
 def unwire(twin: LLMTwin, settings: Settings, logger: logging.Logger) -> None:
-    """Remove the twin's notification configs from its buckets. A missing Secret or bucket leaves
-    nothing we could remove (the namespace may be going away with it); anything else raises, so the
-    finalizer stays and the clean-up is retried."""
-
-    def unwire_bucket(client: Minio, bucket: str, sources: list[SourceSpec]) -> Iterable[str]:
-        if client.bucket_exists(bucket) and put_queue_configs(client, bucket, [], owned_by(twin)):
-            yield f"notification {bucket}"
-
+    """Remove the twin's notification configs from its buckets, the spec's and any still listed in
+    status. A missing Secret or bucket leaves nothing we could remove (the namespace may be going away
+    with it); anything else raises, so the finalizer stays and the clean-up is retried."""
+    groups = {**dropped_buckets(twin, settings), **buckets_of(twin, settings)}
     retry = []
-    for result in _each_bucket(twin, settings, unwire_bucket):
+    for result in _each_bucket(twin, settings, groups, _remove_configs_of(twin)):
         for removed in result.writes:
-            logger.info("removed %s", removed)
+            logger.info(removed)
         if result.failure and result.failure.reason in CONFIGURATION_REASONS:
             logger.warning("cannot remove bucket notifications: %s", result.failure.message)
         elif result.failure:

@@ -34,6 +34,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.posting.level = logging.WARNING
     settings.scanning.disabled = True
     settings.peering.standalone = True
+    # A resync timer still reconciling when its twin is deleted holds the finalizer until kopf next
+    # polls for the timer's exit: every 60 s by default, seconds suffice for a reconcile.
+    settings.background.cancellation_polling = 2
     settings.execution.max_workers = int(os.environ.get("LLMTWIN_MAX_WORKERS", "8"))
     try:
         config.load_incluster_config()

@@ -136,9 +136,11 @@ def _record_event_plane(outcome: Outcome, wiring: eventplane.Wiring, logger: log
     False until a resync finds them back."""
     if wiring.writes:
         logger.info("event plane: wrote %s", ", ".join(wiring.writes))
-    outcome.fields["buckets"] = wiring.buckets
+    for warning in wiring.warnings:
+        logger.warning("event plane: %s", warning)
+    outcome.fields["buckets"] = [b.wire() for b in wiring.buckets]
     if not wiring.failures:
-        outcome.set("StorageReady", True, "Wired", "; ".join(wiring.buckets))
+        outcome.set("StorageReady", True, "Wired", "; ".join(f"{b.bucket}: {b.state}" for b in wiring.buckets))
         return
     outcome.set("StorageReady", False, wiring.failures[0].reason, "; ".join(f.message for f in wiring.failures))
     outcome.problems += [f for f in wiring.failures if f.reason in eventplane.CONFIGURATION_REASONS]

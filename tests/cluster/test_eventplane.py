@@ -23,7 +23,7 @@ from tests.cluster.conftest import (
 )
 from tests.cluster.test_operator import apply, twin_doc
 from tests.conftest import MINIO_KAFKA_TARGET, OBJECTS_TOPIC
-from tests.harness import free_port
+from tests.harness import free_port, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.kafka]
 NAMESPACE = "eventplane"
@@ -75,6 +75,10 @@ def event_plane_writes(operator) -> float:
     )
 
 
+def bucket_states(twin: dict) -> list[tuple[str, str]]:
+    return [(b["bucket"], b["state"]) for b in twin["status"]["buckets"]]
+
+
 def object_keys(kafka_broker, wanted: str, seconds: float = 1.0) -> list[str]:
     """Message keys on the objects topic, read until `wanted` arrived and `seconds` more passed."""
     consumer = KafkaConsumer(
@@ -106,7 +110,13 @@ def test_new_bucket_is_created_and_notifies_kafka(kube_cluster, operator, namesp
     twin = wait_condition(kube_cluster, "alpha", "StorageReady")
     assert status_condition(twin, "Ready")["status"] == "True"
     assert twin["status"]["phase"] == "Ready"
-    assert twin["status"]["buckets"] == [f"{bucket}: Notifying"]
+    (wired,) = twin["status"]["buckets"]
+    assert wired == {
+        "bucket": bucket,
+        "endpoint": minio_to_kafka.endpoint,
+        "credentialsSecretRef": {"name": PLATFORM_SECRET, "accessKeyKey": "accessKey", "secretKeyKey": "secretKey"},
+        "state": "Notifying",
+    }
 
     assert minio.bucket_exists(bucket)
     (config,) = twin_configs(minio, bucket, "alpha")
@@ -143,7 +153,7 @@ def test_missing_bucket_without_create_is_reported_then_picked_up(kube_cluster, 
     assert bucket in storage["message"] and "createBucket is false" in storage["message"]
     assert status_condition(twin, "Ready")["reason"] == "StorageNotReady"
     assert twin["status"]["phase"] == "Pending"
-    assert twin["status"]["buckets"] == [f"{bucket}: BucketMissing"]
+    assert bucket_states(twin) == [(bucket, "BucketMissing")]
     assert not minio_to_kafka.client().bucket_exists(bucket)
 
     minio_to_kafka.client().make_bucket(bucket)  # someone creates it: the next resync wires it
@@ -205,3 +215,26 @@ def test_delete_removes_only_the_twins_own_notification(kube_cluster, namespace,
     # deletionPolicy Retain (the default) keeps the notification.
     kube_cluster.kubectl("delete", "llmtwin", "keeper", "-n", NAMESPACE, "--timeout=60s")
     assert len(twin_configs(minio, bucket, "keeper")) == 1
+
+
+def test_a_bucket_dropped_from_the_spec_stops_notifying(kube_cluster, namespace, minio_to_kafka, kafka_broker):
+    old, new = unique_bucket("before"), unique_bucket("after")
+    minio = minio_to_kafka.client()
+    apply_twin(kube_cluster, "mover", {"bucket": old})
+    wait_condition(kube_cluster, "mover", "StorageReady")
+    assert len(twin_configs(minio, old, "mover")) == 1
+
+    apply_twin(kube_cluster, "mover", {"bucket": new})
+
+    def moved() -> dict | None:
+        twin = get_json(kube_cluster, "llmtwin", "mover", "-n", NAMESPACE)
+        return twin if bucket_states(twin) == [(new, "Notifying")] else None
+
+    wait_for(moved, timeout=30, what="status.buckets to list only the new bucket")
+    assert not twin_configs(minio, old, "mover") and len(twin_configs(minio, new, "mover")) == 1
+
+    # On the wire: the old bucket's uploads no longer reach Kafka, the new one's do.
+    minio.put_object(old, "stale.md", io.BytesIO(b"not wanted"), 10)
+    minio.put_object(new, "fresh.md", io.BytesIO(b"wanted"), 6)
+    keys = object_keys(kafka_broker, f"{new}/fresh.md")
+    assert f"{new}/fresh.md" in keys and f"{old}/stale.md" not in keys

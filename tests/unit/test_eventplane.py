@@ -5,7 +5,7 @@ import base64
 import pytest
 from minio.notificationconfig import PrefixFilterRule, QueueConfig
 
-from llmtwin.api.v1alpha1 import LLMTwin, ObjectMeta, SecretKeyRef, SourceSpec
+from llmtwin.api.v1alpha1 import LLMTwin, LLMTwinStatus, ObjectMeta, SecretKeyRef, SourceSpec
 from llmtwin.operator.eventplane import (
     SECRET_INVALID,
     WiringError,
@@ -13,6 +13,7 @@ from llmtwin.operator.eventplane import (
     config_id,
     credentials_from_secret,
     desired_queue_config,
+    dropped_buckets,
     kafka_target_arn,
     owned_by,
     planned_queue_configs,
@@ -133,3 +134,25 @@ def test_sources_are_grouped_per_endpoint_and_bucket():
         ("https://s3.example", "essays"): [""],
         ("http://minio:9000", "letters"): [""],
     }
+
+
+def test_buckets_dropped_from_the_spec_are_found_where_they_were_wired():
+    settings = Settings(s3_endpoint="http://minio:9000", s3_secret="platform-s3")
+    wired = [
+        {"bucket": "essays", "endpoint": "http://minio:9000", "credentialsSecretRef": {"name": "platform-s3"}},
+        {"bucket": "letters", "endpoint": "https://s3.example", "credentialsSecretRef": {"name": "ext"}},
+        {"bucket": "essays", "endpoint": "https://s3.example", "credentialsSecretRef": {"name": "ext"}},
+    ]
+    current = twin(sources=[{"bucket": "essays"}]).model_copy(
+        update={"status": LLMTwinStatus(buckets=[{**b, "state": "Notifying"} for b in wired])}
+    )
+    dropped = dropped_buckets(current, settings)
+    assert list(dropped) == [("https://s3.example", "letters"), ("https://s3.example", "essays")]
+    (letters,) = dropped["https://s3.example", "letters"]
+    assert (letters.bucket, letters.endpoint) == ("letters", "https://s3.example")
+    assert secret_ref(letters, settings).name == "ext"  # the Secret it was wired with, not the platform one
+
+
+def test_status_buckets_written_as_strings_by_earlier_builds_are_ignored():
+    status = LLMTwinStatus.model_validate({"buckets": ["essays: Notifying"]})
+    assert status.buckets == []
