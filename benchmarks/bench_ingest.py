@@ -9,7 +9,11 @@
 3. Retrieval latency (question embedding + HNSW search) at 10k and 100k chunks (synthetic vectors
    for the bulk, real ones for the questions).
 
-Usage: .venv/bin/python benchmarks/bench_ingest.py [--docs 120] [--sizes 10000,100000]
+Usage: .venv/bin/python benchmarks/bench_ingest.py [--docs 120] [--sizes 10000,100000] [--smoke]
+
+--smoke: the same code paths at the smallest size that still fills every row (a few documents, three
+dropped files, one collection of a few thousand chunks, few queries), to prove in seconds that the
+benchmark still runs. Its figures mean nothing; it exits non-zero if any step fails or times out.
 """
 
 from __future__ import annotations
@@ -24,25 +28,29 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # this process's own Hugging Face hub access: the cached model
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from report import print_table  # noqa: E402
+from report import Worker, exit_on_sigterm, print_table  # noqa: E402
 
 from llmtwin.api.v1alpha1 import LLMTwin  # noqa: E402
-from llmtwin.workflows.ingest.embed import embedder_for  # noqa: E402
-from llmtwin.workflows.ingest.objects import FolderStore  # noqa: E402
+from llmtwin.config import PlatformSettings  # noqa: E402
+from llmtwin.corpus.embed import embedder_for  # noqa: E402
+from llmtwin.corpus.store import ChunkStore, object_filter, store_for  # noqa: E402
+from llmtwin.sources.objects import FolderStore  # noqa: E402
 from llmtwin.workflows.ingest.pipeline import IngestPipeline  # noqa: E402
-from llmtwin.workflows.ingest.store import ChunkStore, object_filter, store_for  # noqa: E402
+from tests.twins import twin_doc  # noqa: E402
 
 CORPUS = ROOT / "examples" / "corpus"
+SEARCHABLE_TIMEOUT = 60  # seconds a dropped file may take to become searchable before the run fails
+# --smoke: every row, smallest sizes.
+SMOKE = {"docs": 6, "sizes": [3000], "drops": 3, "queries": 10}
 
 
 def twin_for(uri: Path) -> LLMTwin:
-    doc = yaml.safe_load((ROOT / "examples/twin.yaml").read_text())
+    doc = twin_doc()
     doc["spec"]["vectorStore"]["uri"] = str(uri)
     return LLMTwin.model_validate(doc)
 
@@ -72,12 +80,14 @@ def throughput(docs: int, work: Path) -> list[tuple[str, str, str]]:
     embedder = embedder_for(twin.spec.vector_store.embedding_model)
     embedder.embed(["warm up"])
     store = ChunkStore(str(work / "ours.db"), twin.collection, 384)
-    pipeline = IngestPipeline(twin, FolderStore(inbox), store, embedder)
+    pipeline = IngestPipeline(twin, lambda source: FolderStore(inbox), store, embedder)
     keys = sorted(p.name for p in (inbox / "essays").iterdir())
 
     started = time.perf_counter()
     for key in keys:
-        pipeline.put("essays", key)
+        outcome = pipeline.put("essays", key)
+        if outcome.outcome != "ingested":
+            raise RuntimeError(f"essays/{key} not ingested: {outcome}")
     ours_s = time.perf_counter() - started
     _, chunks = store.counts()
 
@@ -131,14 +141,21 @@ def naive_llamaindex(inbox: Path, embedder) -> tuple[float, int]:
 
 
 def drop_latency(work: Path, runs: int = 12) -> list[tuple[str, str, str]]:
-    from llmtwin.embedded import EmbeddedTwin
+    from llmtwin.embedded.twin import EmbeddedTwin
 
     twin = twin_for(work / "embedded.db")
-    embedded = EmbeddedTwin(twin, work / "embedded")
+    embedded = EmbeddedTwin(twin, work / "embedded", PlatformSettings())
+    failures: list[dict] = []  # a file that failed or was dead-lettered is never searchable: stop at once
+
+    def on_result(result: dict) -> None:
+        if result.get("outcome") not in ("ingested", "unchanged"):
+            failures.append(result)
+
+    embedded.on_result = on_result
     embedder = embedder_for(twin.spec.vector_store.embedding_model)
     stop = threading.Event()
     observer = embedded.watch()
-    worker = threading.Thread(target=embedded.drain, args=(lambda _: None, stop), daemon=True)
+    worker = Worker(embedded.drain, stop, name="embedded drain")
     worker.start()
     pool = sentences()
     rng = random.Random(3)
@@ -156,14 +173,19 @@ def drop_latency(work: Path, runs: int = 12) -> list[tuple[str, str, str]]:
                 # Searchable = the question finds this file's chunks (filtered: earlier notes look alike).
                 if store.search(question, 1, object_filter("essays", f"note-{i}.md")):
                     break
-                if time.perf_counter() - started > 60:
-                    raise SystemExit("file not searchable after 60 s")
+                worker.check()
+                if failures:
+                    raise RuntimeError(f"embedded ingest failed: {failures}")
+                if time.perf_counter() - started > SEARCHABLE_TIMEOUT:
+                    raise SystemExit(f"note-{i}.md not searchable after {SEARCHABLE_TIMEOUT} s")
                 time.sleep(0.02)
             latencies.append(time.perf_counter() - started)
     finally:
         stop.set()
         observer.stop()
         observer.join()
+        worker.join(timeout=30)
+    worker.check()
     return [
         ("drop -> searchable, 10 KB file, p50", f"{pct(latencies, 50):.2f} s", f"{runs} files"),
         (
@@ -236,12 +258,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=120)
     parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--smoke", action="store_true", help="smallest sizes: proves the benchmark runs")
     args = parser.parse_args()
+    exit_on_sigterm()
+    if args.smoke:
+        docs, sizes, drops, queries = SMOKE["docs"], SMOKE["sizes"], SMOKE["drops"], SMOKE["queries"]
+    else:
+        docs, sizes, drops, queries = args.docs, [int(s) for s in args.sizes.split(",")], 12, 100
     with tempfile.TemporaryDirectory(prefix="llmtwin-bench-") as tmp:
         work = Path(tmp)
-        rows = throughput(args.docs, work)
-        rows += drop_latency(work)
-        rows += retrieval_latency(work, [int(s) for s in args.sizes.split(",")])
+        rows = throughput(docs, work)
+        rows += drop_latency(work, drops)
+        rows += retrieval_latency(work, sizes, queries)
     print_table(rows)
 
 

@@ -12,7 +12,11 @@
    to its longest example (`DataCollatorForSeq2Seq`), as a plain Trainer does; ours packs examples
    into rows (`llmtwin/workflows/retrain/packing.py`).
 
-Usage: .venv/bin/python benchmarks/bench_training.py [--chunks 10000] [--train-examples 600] [--repeats 2]
+Usage: .venv/bin/python benchmarks/bench_training.py [--chunks 10000] [--train-examples 600] [--repeats 2] [--smoke]
+
+--smoke: the same code paths (dataset build, both loops on both models, each in its own process) with a
+few hundred chunks, a handful of training examples and one run of each loop, to prove that the
+benchmark still runs. Its figures mean nothing; it exits non-zero if any step fails or times out.
 """
 
 from __future__ import annotations
@@ -36,11 +40,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from report import print_table  # noqa: E402
+from report import exit_on_sigterm, print_table  # noqa: E402
 
 from llmtwin.api.v1alpha1 import LLMTwin  # noqa: E402
+from llmtwin.corpus.store import ChunkStore  # noqa: E402
 from llmtwin.workflows.ingest.pipeline import chunk_id  # noqa: E402
-from llmtwin.workflows.ingest.store import ChunkStore  # noqa: E402
 from llmtwin.workflows.retrain.workspace import RetrainWorkspace  # noqa: E402
 from tests.retrain.tiny import author_document, build_tiny_model, tiny_twin  # noqa: E402
 
@@ -49,6 +53,9 @@ UPSERT_BATCH = 1000
 # The tiny test model, and a wider one where, as in real models, the linear layers outweigh attention.
 MODELS = [("tiny", 64, 2), ("wider", 256, 4)]
 DIMENSION = 384
+WORKER_TIMEOUT = 3600  # seconds one training run may take before the benchmark fails
+# --smoke: every row (both models, both loops), smallest sizes.
+SMOKE = {"chunks": 300, "train_examples": 16, "repeats": 1}
 
 
 def fill_collection(twin: LLMTwin, chunks: int) -> ChunkStore:
@@ -170,6 +177,7 @@ def run_worker(kind: str, twin_file: Path, dataset_dir: Path, work: Path) -> dic
         [sys.executable, __file__, "--worker", kind, "--twin-file", str(twin_file), "--workspace", str(workspace)],
         capture_output=True,
         text=True,
+        timeout=WORKER_TIMEOUT,
     )
     if done.returncode:
         raise RuntimeError(f"{kind} run failed:\n{done.stderr[-3000:]}")
@@ -193,6 +201,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument("--train-examples", type=int, default=600, help="Examples both training runs use.")
     parser.add_argument("--repeats", type=int, default=2, help="Runs of each loop per model; the best counts.")
+    parser.add_argument("--smoke", action="store_true", help="Smallest sizes, one run each: proves the benchmark runs.")
     parser.add_argument("--worker", choices=["ours", "trainer"], help=argparse.SUPPRESS)
     parser.add_argument("--twin-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--workspace", type=Path, help=argparse.SUPPRESS)
@@ -200,6 +209,11 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.worker, args.twin_file, args.workspace)))
         return
+    exit_on_sigterm()
+    if args.smoke:
+        chunks, train_examples, repeats = SMOKE["chunks"], SMOKE["train_examples"], SMOKE["repeats"]
+    else:
+        chunks, train_examples, repeats = args.chunks, args.train_examples, args.repeats
 
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="llmtwin-bench-train-") as tmp:
@@ -217,15 +231,15 @@ def main() -> None:
                 dataset={"minChars": 100, "evalFraction": 0.1},
             )
             if not rows:  # the dataset is built once, with the tokenizer both models share
-                seconds, counts = dataset_build(twin, fill_collection(twin, args.chunks), work / "dataset")
+                seconds, counts = dataset_build(twin, fill_collection(twin, chunks), work / "dataset")
                 # Both training loops get the same first N training examples of that dataset.
                 train_file = work / "dataset" / "train.jsonl"
-                train_file.write_text("".join(train_file.read_text().splitlines(True)[: args.train_examples]))
+                train_file.write_text("".join(train_file.read_text().splitlines(True)[:train_examples]))
                 rows += [
                     (
-                        f"dataset build, {args.chunks} chunks",
+                        f"dataset build, {chunks} chunks",
                         f"{seconds:.2f} s",
-                        f"{args.chunks / seconds:,.0f} chunks/s",
+                        f"{chunks / seconds:,.0f} chunks/s",
                     ),
                     (
                         "dataset examples",
@@ -234,10 +248,10 @@ def main() -> None:
                         f"{counts.get('near_duplicates', 0)} near duplicates",
                     ),
                 ]
-            ours, baseline = compare(twin, work / "dataset", work, args.repeats)
+            ours, baseline = compare(twin, work / "dataset", work, repeats)
             model = f"{label} (hidden {hidden}, {layers} layers)"
             rows += [
-                (f"{model}: examples", str(args.train_examples), f"{ours['tokens']:,} tokens, 1 epoch, batch 4"),
+                (f"{model}: examples", str(train_examples), f"{ours['tokens']:,} tokens, 1 epoch, batch 4"),
                 ("  ours, packed rows", f"{ours['rate']:,.0f} tok/s", f"{ours['padding']:.1%} of batch slots padding"),
                 ("  Trainer + peft, padded", f"{baseline['rate']:,.0f} tok/s", "pads each batch to its longest"),
                 ("  throughput ratio", f"{ours['rate'] / baseline['rate']:.2f}", "target >= 1.0"),

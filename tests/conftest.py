@@ -1,10 +1,42 @@
-"""Session-scoped real servers shared by every suite (each starts only if a test asks for it)."""
+"""Session-scoped real servers shared by every suite (each starts only if a test asks for it), and the
+markers that say what a test needs.
+
+A test's markers are derived from the fixtures it uses (directly or through other fixtures), so a
+marker cannot lie: `-m "not kafka"` leaves out exactly the tests that need the Kafka broker.
+`make test-fast` runs what needs none of them.
+"""
+
+import signal
+from pathlib import Path
 
 import pytest
 
 from tests.harness.kafka import KafkaBroker
 from tests.harness.kube import KubeCluster, server_fixture
+from tests.harness.milvus import MilvusServer
 from tests.harness.minio import MinioServer, kafka_notify_env
+from tests.harness.operator import MINIO_KAFKA_TARGET, OBJECTS_TOPIC, OperatorProcess, create_s3_secret, platform_env
+from tests.twins import ROOT
+
+# fixture -> the marker every test using it carries
+FIXTURE_MARKERS = {
+    "kube_cluster": "cluster",
+    "kafka_broker": "kafka",
+    "minio_server": "minio",
+    "second_minio": "minio",
+    "minio_to_kafka": "minio",
+    "milvus_server": "milvus",
+    "mlflow_server": "mlflow",
+    "embedder": "models",
+    "tiny_model": "models",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        present = {mark.name for mark in item.iter_markers()}
+        for marker in {FIXTURE_MARKERS[f] for f in item.fixturenames if f in FIXTURE_MARKERS} - present:
+            item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")
@@ -18,12 +50,19 @@ def minio_server():
 
 
 @pytest.fixture(scope="session")
+def second_minio():
+    """Another MinIO with its own credentials (sources on two endpoints, two Secrets)."""
+    yield from server_fixture(MinioServer())
+
+
+@pytest.fixture(scope="session")
+def milvus_server():
+    yield from server_fixture(MilvusServer())
+
+
+@pytest.fixture(scope="session")
 def kafka_broker():
     yield from server_fixture(KafkaBroker())
-
-
-OBJECTS_TOPIC = "llmtwin.objects"
-MINIO_KAFKA_TARGET = "llmtwin"
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +71,22 @@ def minio_to_kafka(kafka_broker, tmp_path_factory):
     queue_dir = tmp_path_factory.mktemp("minio-queue")
     env = kafka_notify_env(MINIO_KAFKA_TARGET, kafka_broker.bootstrap, OBJECTS_TOPIC, queue_dir)
     yield from server_fixture(MinioServer(env))
+
+
+@pytest.fixture(scope="session")
+def operator_sa_kubeconfig(kube_cluster) -> Path:
+    for manifest in ("namespace.yaml", "rbac.yaml", "workflow-rbac.yaml"):
+        kube_cluster.kubectl("apply", "-f", str(ROOT / "manifests/operator" / manifest))
+    return kube_cluster.service_account_kubeconfig("llmtwin-system", "llmtwin-operator")
+
+
+@pytest.fixture(scope="session")
+def operator(operator_sa_kubeconfig, kube_cluster, kafka_broker, minio_to_kafka, tmp_path_factory):
+    create_s3_secret(kube_cluster, minio_to_kafka)
+    env = platform_env(kafka_broker, minio_to_kafka)
+    proc = OperatorProcess(operator_sa_kubeconfig, tmp_path_factory.mktemp("operator"), env)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.kill(signal.SIGTERM)

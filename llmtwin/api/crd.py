@@ -146,8 +146,12 @@ def crd_manifest() -> dict[str, Any]:
                             "answering with retrieval over that author's documents.",
                             "required": ["spec"],
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
+                                "apiVersion": {
+                                    "type": "string",
+                                    "description": "The versioned schema of this object: llmtwin.dev/v1alpha1.",
+                                },
+                                "kind": {"type": "string", "description": "LLMTwin."},
+                                # Kubernetes forbids anything but `type` here (metadata is implicitly specified).
                                 "metadata": {"type": "object"},
                                 "spec": spec_schema,
                                 "status": status_schema,

@@ -14,7 +14,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-GROUP = "llmtwin.dev"
+from llmtwin.api.conditions import Phase
+from llmtwin.api.names import GROUP, default_collection
+
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "LLMTwin"
@@ -166,6 +168,23 @@ MetricType = Literal["COSINE", "IP", "L2"]
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
+# The fields that define a collection's vectors: changing one after creation would leave the stored
+# chunks unreadable (another model, dimension or metric) or orphaned (another name). The API server
+# rejects such an update (a CEL transition rule); a new twin is the way to change them.
+IMMUTABLE_VECTOR_STORE_FIELDS = ("collection", "embeddingModel", "dimension", "metric", "indexType")
+_OPTIONAL_VECTOR_STORE_FIELDS = {"collection"}
+
+
+def immutable(field: str, optional: bool = False) -> dict[str, str]:
+    """A CEL transition rule: `field` keeps its value (and its presence, when optional) on update."""
+    rule = (
+        f"has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})"
+        if optional
+        else f"self.{field} == oldSelf.{field}"
+    )
+    return cel(rule, f"{field} is immutable: the collection's chunks depend on it; create a new twin", f".{field}")
+
+
 class VectorStoreSpec(ApiModel):
     """Where the twin's chunks live and how they are cut and embedded."""
 
@@ -177,6 +196,7 @@ class VectorStoreSpec(ApiModel):
                     "chunkOverlap must be smaller than chunkSize",
                     ".chunkOverlap",
                 ),
+                *(immutable(f, f in _OPTIONAL_VECTOR_STORE_FIELDS) for f in IMMUTABLE_VECTOR_STORE_FIELDS),
             ]
         }
     )
@@ -190,14 +210,14 @@ class VectorStoreSpec(ApiModel):
     collection: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$",
-        description="Collection name. Default: `twin_<namespace>_<name>` with dashes as underscores.",
+        description="Collection name. Default: `twin_<namespace>_<name>` with dashes as underscores. Immutable.",
     )
     embedding_model: str = Field(
-        default=DEFAULT_EMBEDDING_MODEL, min_length=1, description="Sentence-transformers model id or path."
+        default=DEFAULT_EMBEDDING_MODEL, min_length=1, description="Sentence-transformers model id or path. Immutable."
     )
-    dimension: int = Field(default=384, ge=2, le=32768, description="Embedding dimension of that model.")
-    index_type: IndexType = Field(default="HNSW", description="Milvus index type.")
-    metric: MetricType = Field(default="COSINE", description="Similarity metric.")
+    dimension: int = Field(default=384, ge=2, le=32768, description="Embedding dimension of that model. Immutable.")
+    index_type: IndexType = Field(default="HNSW", description="Milvus index type. Immutable.")
+    metric: MetricType = Field(default="COSINE", description="Similarity metric. Immutable.")
     chunk_size: int = Field(default=256, ge=16, le=8192, description="Chunk size in tokens.")
     chunk_overlap: int = Field(default=32, ge=0, le=4096, description="Overlap between chunks in tokens.")
     embed_batch_size: int = Field(default=32, ge=1, le=1024, description="Chunks embedded per batch.")
@@ -214,6 +234,8 @@ class VectorStoreSpec(ApiModel):
 
 
 class LoraSpec(ApiModel):
+    """The shape of the LoRA adapter trained on the base model."""
+
     r: int = Field(default=16, ge=1, le=512, description="LoRA rank.")
     alpha: int = Field(default=32, ge=1, le=4096, description="LoRA alpha (scaling numerator).")
     dropout: float = Field(default=0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
@@ -228,6 +250,16 @@ DatasetRecipe = Literal["passages", "served-model"]
 
 
 class DatasetSpec(ApiModel):
+    """How the corpus becomes an instruction dataset in the author's voice."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self.minChars <= self.maxChars", "minChars must not exceed maxChars", ".minChars"),
+            ]
+        }
+    )
+
     recipe: DatasetRecipe = Field(
         default="passages",
         description=(
@@ -245,6 +277,12 @@ class DatasetSpec(ApiModel):
         description="Cosine similarity above which passages count as duplicates.",
     )
 
+    @model_validator(mode="after")
+    def _min_below_max(self) -> DatasetSpec:
+        if self.min_chars > self.max_chars:
+            raise ValueError("training.dataset.minChars must not exceed training.dataset.maxChars")
+        return self
+
 
 GateMetric = Literal["perplexity", "style_similarity"]
 
@@ -259,11 +297,15 @@ class GateSpec(ApiModel):
 
 
 class Toleration(ApiModel):
-    key: str | None = None
-    operator: Literal["Exists", "Equal"] | None = None
-    value: str | None = None
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = None
+    """A Kubernetes toleration (GPU node pools are usually tainted)."""
+
+    key: str | None = Field(default=None, description="Taint key to tolerate; empty with Exists: every taint.")
+    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal (default).")
+    value: str | None = Field(default=None, description="Taint value (with Equal).")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to tolerate; empty: all effects."
+    )
+    toleration_seconds: int | None = Field(default=None, description="How long a NoExecute taint is tolerated.")
 
 
 class ComputeSpec(ApiModel):
@@ -277,6 +319,9 @@ class ComputeSpec(ApiModel):
 
 
 class TrainingSpec(ApiModel):
+    """LoRA retraining: adapter shape, optimisation, dataset, the gate a candidate must pass, and when
+    a drift alert may start a run."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -290,11 +335,13 @@ class TrainingSpec(ApiModel):
     epochs: int = Field(default=1, ge=0, le=100, description="Passes over the dataset (ignored if maxSteps > 0).")
     max_steps: int = Field(default=0, ge=0, le=1_000_000, description="Optimizer steps; 0 means use epochs.")
     batch_size: int = Field(default=4, ge=1, le=1024, description="Sequences per device step.")
-    gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024)
+    gradient_accumulation_steps: int = Field(
+        default=1, ge=1, le=1024, description="Micro-batches accumulated into one optimizer step."
+    )
     max_seq_length: int = Field(default=512, ge=16, le=131072, description="Tokens per packed sequence.")
     seed: int = Field(default=42, ge=0, description="Seed for data split, init and shuffling.")
-    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
-    gate: GateSpec = Field(default_factory=GateSpec)
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec, description="How the instruction dataset is built.")
+    gate: GateSpec = Field(default_factory=GateSpec, description="What a candidate must beat to be promoted.")
     cooldown: Duration = Field(default="1h", description="Minimum time between two retrains of this twin.")
     resources: ComputeSpec = Field(default_factory=ComputeSpec, description="Training pod resources.")
 
@@ -315,6 +362,8 @@ DEFAULT_IMAGES: dict[str, str] = {
 
 
 class CanaryStep(ApiModel):
+    """One step of the canary: send this share of traffic to the new adapter, then hold."""
+
     set_weight: int = Field(ge=1, le=100, description="Percent of traffic to the canary at this step.")
     pause: Duration | None = Field(default=None, description="How long to hold this weight (empty: analysis only).")
 
@@ -338,6 +387,8 @@ def _default_canary_steps() -> list[CanaryStep]:
 
 
 class CanarySpec(ApiModel):
+    """How a new adapter reaches serving: Argo Rollouts canary steps judged by Prometheus analysis."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -354,7 +405,7 @@ class CanarySpec(ApiModel):
     steps: list[CanaryStep] = Field(
         default_factory=_default_canary_steps, min_length=1, max_length=20, description="Traffic steps."
     )
-    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec, description="Checks that decide promote or roll back.")
 
     @field_validator("steps")
     @classmethod
@@ -373,6 +424,8 @@ DEFAULT_PROMPT_TEMPLATE = (
 
 
 class GatewaySpec(ApiModel):
+    """The twin's front door: retrieval and prompt for every question."""
+
     top_k: int = Field(default=4, ge=1, le=100, description="Chunks retrieved per question.")
     prompt_template: str = Field(
         default=DEFAULT_PROMPT_TEMPLATE,
@@ -387,6 +440,8 @@ class GatewaySpec(ApiModel):
 
 
 class AutoscalingSpec(ApiModel):
+    """Bounds for the number of model server replicas."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -399,8 +454,8 @@ class AutoscalingSpec(ApiModel):
         }
     )
 
-    min_replicas: int = Field(default=1, ge=0, le=100)
-    max_replicas: int = Field(default=1, ge=1, le=100)
+    min_replicas: int = Field(default=1, ge=0, le=100, description="Fewest replicas.")
+    max_replicas: int = Field(default=1, ge=1, le=100, description="Most replicas.")
 
     @model_validator(mode="after")
     def _bounds(self) -> AutoscalingSpec:
@@ -414,16 +469,20 @@ def _default_serving_resources() -> ComputeSpec:
 
 
 class ServingSpec(ApiModel):
+    """How the twin is served: the model server, its resources, the canary and the front door."""
+
     engine: ServingEngine = Field(default="tgi", description="Model server (`tgi`; `vllm` also allowed).")
     image: str | None = Field(default=None, max_length=512, description="Server image. Default per engine.")
     replicas: int = Field(default=1, ge=0, le=100, description="Model server replicas.")
-    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
+    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec, description="Replica bounds.")
     resources: ComputeSpec = Field(default_factory=_default_serving_resources, description="Server pod resources.")
-    max_input_tokens: int = Field(default=2048, ge=1, le=1_000_000)
-    max_total_tokens: int = Field(default=4096, ge=2, le=1_000_000)
+    max_input_tokens: int = Field(default=2048, ge=1, le=1_000_000, description="Longest prompt accepted, in tokens.")
+    max_total_tokens: int = Field(
+        default=4096, ge=2, le=1_000_000, description="Longest prompt plus generation, in tokens."
+    )
     max_new_tokens: int = Field(default=256, ge=1, le=100_000, description="Default generation length.")
-    canary: CanarySpec = Field(default_factory=CanarySpec)
-    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+    canary: CanarySpec = Field(default_factory=CanarySpec, description="How new adapters are rolled out.")
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec, description="Retrieval and prompt settings.")
 
     @property
     def resolved_image(self) -> str:
@@ -436,6 +495,8 @@ DriftDetector = Literal["embedding-centroid", "feedback"]
 
 
 class DriftSpec(ApiModel):
+    """When the twin's questions have drifted from its corpus far enough to retrain."""
+
     detector: DriftDetector = Field(
         default="embedding-centroid",
         description="`embedding-centroid`: cosine distance of recent questions to the corpus centroid.",
@@ -453,13 +514,15 @@ DeletionPolicy = Literal["Retain", "Delete"]
 class LLMTwinSpec(ApiModel):
     """Desired state of one twin: whose voice, which documents, which model, how it is served."""
 
-    author: AuthorSpec
-    base_model: BaseModelSpec
+    author: AuthorSpec = Field(description="Whose voice the twin imitates.")
+    base_model: BaseModelSpec = Field(description="The model adapters are trained on and served with.")
     sources: list[SourceSpec] = Field(min_length=1, max_length=32, description="Where the documents are.")
-    vector_store: VectorStoreSpec = Field(default_factory=VectorStoreSpec)
-    training: TrainingSpec = Field(default_factory=TrainingSpec)
-    serving: ServingSpec = Field(default_factory=ServingSpec)
-    drift: DriftSpec = Field(default_factory=DriftSpec)
+    vector_store: VectorStoreSpec = Field(
+        default_factory=VectorStoreSpec, description="Where chunks live and how they are cut and embedded."
+    )
+    training: TrainingSpec = Field(default_factory=TrainingSpec, description="LoRA retraining settings.")
+    serving: ServingSpec = Field(default_factory=ServingSpec, description="Model server, canary and front door.")
+    drift: DriftSpec = Field(default_factory=DriftSpec, description="Drift detection that triggers retraining.")
     deletion_policy: DeletionPolicy = Field(
         default="Retain",
         description="`Delete` also removes the Milvus collection and bucket notifications when the twin is deleted.",
@@ -468,21 +531,23 @@ class LLMTwinSpec(ApiModel):
 
 # ----------------------------------------------------------------------------------------- status
 
-ConditionType = Literal["Ready", "StorageReady", "IngestionReady", "ServingReady", "Training", "Degraded"]
-Phase = Literal["Pending", "Reconciling", "Ready", "Degraded", "Deleting"]
-
 
 class Condition(ApiModel):
-    """Kubernetes-style condition (`kubectl wait --for=condition=Ready` reads these)."""
+    """Kubernetes-style condition (`kubectl wait --for=condition=Ready` reads these); types and
+    reasons are defined in `llmtwin.api.conditions`."""
 
     model_config = ConfigDict(extra="ignore")
 
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
-    message: str = Field(default="", max_length=32768)
-    last_transition_time: str
-    observed_generation: int | None = None
+    type: str = Field(description="Condition type, e.g. Ready, StorageReady, Degraded.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        max_length=1024,
+        description="One CamelCase word saying why.",
+    )
+    message: str = Field(default="", max_length=32768, description="What happened, for a human.")
+    last_transition_time: str = Field(description="When the status last changed.")
+    observed_generation: int | None = Field(default=None, description="The spec generation this was computed from.")
 
 
 class BucketStatus(ApiModel):
@@ -501,21 +566,25 @@ class BucketStatus(ApiModel):
 
 
 class LLMTwinStatus(ApiModel):
+    """Observed state. The operator writes phase, conditions, children, collection and buckets; the
+    workflow steps write documents, chunks, lastIngestion, lastError, lastTraining, candidateVersion."""
+
     model_config = ConfigDict(extra="ignore")
 
-    phase: Phase = "Pending"
-    observed_generation: int | None = None
-    conditions: list[Condition] = Field(default_factory=list)
+    phase: Phase = Field(default=Phase.PENDING, description="Pending, Ready, Degraded or Deleting.")
+    observed_generation: int | None = Field(default=None, description="The spec generation last reconciled.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, StorageReady, Degraded.")
     collection: str | None = Field(default=None, description="Resolved Milvus collection.")
     children: list[str] = Field(default_factory=list, description="Kind/name of owned objects.")
     model_version: str | None = Field(default=None, description="Production adapter version (MLflow).")
-    candidate_version: str | None = Field(default=None, description="Candidate awaiting rollout.")
-    documents: int | None = None
-    chunks: int | None = None
-    last_ingestion: str | None = None
-    last_training: str | None = None
-    last_drift_alert: str | None = None
-    last_error: str | None = None
+    candidate_version: str | None = Field(
+        default=None, description="The last version that passed the evaluation gate, awaiting rollout."
+    )
+    documents: int | None = Field(default=None, description="Documents in the collection.")
+    chunks: int | None = Field(default=None, description="Chunks in the collection.")
+    last_ingestion: str | None = Field(default=None, description="When an ingest step last finished.")
+    last_training: str | None = Field(default=None, description="When a retrain last registered a version.")
+    last_error: str | None = Field(default=None, description="The last document or clean-up failure.")
     buckets: list[BucketStatus] = Field(default_factory=list, description="Buckets wired to the event plane.")
 
     @field_validator("buckets", mode="before")
@@ -529,6 +598,8 @@ class LLMTwinStatus(ApiModel):
 
 
 class ObjectMeta(BaseModel):
+    """The part of Kubernetes' ObjectMeta the code reads."""
+
     model_config = ConfigDict(extra="allow")
 
     name: str = Field(pattern=K8S_NAME_PATTERN, max_length=63)
@@ -538,6 +609,8 @@ class ObjectMeta(BaseModel):
 
 
 class LLMTwin(BaseModel):
+    """An LLMTwin resource: metadata, the desired spec and the observed status."""
+
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     api_version: Literal["llmtwin.dev/v1alpha1"] = Field(default=API_VERSION, alias="apiVersion")
@@ -557,6 +630,4 @@ class LLMTwin(BaseModel):
     @property
     def collection(self) -> str:
         """The Milvus collection for this twin (spec override or a name derived from namespace/name)."""
-        if self.spec.vector_store.collection:
-            return self.spec.vector_store.collection
-        return f"twin_{self.namespace}_{self.name}".replace("-", "_").replace(".", "_")
+        return self.spec.vector_store.collection or default_collection(self.namespace, self.name)

@@ -1,7 +1,7 @@
 """`llmtwin`: one command line for the laptop and the cluster.
 
-Each subcommand lives in its own module; this file only assembles them, importing heavy modules
-(torch, Milvus) lazily so `llmtwin render` stays fast.
+Each subcommand lives in its own module; this file assembles them and holds the small ones,
+importing heavy modules (torch, Milvus) lazily so `llmtwin render` stays fast.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from typing import Any
 
 import typer
 import yaml
-from pydantic import ValidationError
-from rich.console import Console
 
-from llmtwin.api.v1alpha1 import LLMTwin
+from llmtwin.cli.common import TwinFile, err, exit_on_settings_error, load_twin_file
 
 app = typer.Typer(
     name="llmtwin",
@@ -24,34 +22,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-err = Console(stderr=True)
-TwinFile = typer.Option(..., "-f", "--file", help="An LLMTwin manifest (YAML).", exists=True, dir_okay=False)
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    lines = []
-    for e in exc.errors():
-        where = ".".join(str(p) for p in e["loc"])
-        lines.append(f"  {where}: {e['msg']}")
-    return "\n".join(lines)
-
-
-def load_twin_file(path: Path) -> LLMTwin:
-    """Read and validate a twin manifest; exit with field-named errors when it is invalid."""
-    try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
-    except yaml.YAMLError as exc:
-        err.print(f"[red]{path}: not valid YAML:[/] {exc}")
-        raise typer.Exit(2) from exc
-    twins = [d for d in docs if isinstance(d, dict) and d.get("kind") == "LLMTwin"]
-    if len(twins) != 1:
-        err.print(f"[red]{path}: expected exactly one LLMTwin document, found {len(twins)}[/]")
-        raise typer.Exit(2)
-    try:
-        return LLMTwin.model_validate(twins[0])
-    except ValidationError as exc:
-        err.print(f"[red]{path}: invalid LLMTwin[/]\n{format_validation_error(exc)}")
-        raise typer.Exit(2) from exc
 
 
 def dump_yaml(objs: list[dict[str, Any]]) -> str:
@@ -60,13 +30,13 @@ def dump_yaml(objs: list[dict[str, Any]]) -> str:
 
 @app.command()
 def validate(file: Path = TwinFile) -> None:
-    """Check a twin manifest against the typed API (the same rules the CRD enforces)."""
-    twin = load_twin_file(file)
-    from llmtwin.operator.reconcile import spec_problems
+    """Check a twin manifest against the typed API and the checks the operator runs (errors name the field)."""
+    from llmtwin.api.validation import spec_problems
 
+    twin = load_twin_file(file)
     problems = spec_problems(twin)
     if problems:
-        err.print("[red]" + "\n".join(problems) + "[/]")
+        err.print("[red]" + "\n".join(map(str, problems)) + "[/]")
         raise typer.Exit(2)
     err.print(f"[green]{file}: LLMTwin {twin.namespace}/{twin.name} is valid[/]")
 
@@ -76,12 +46,16 @@ def render(
     file: Path = TwinFile,
     output: Path | None = typer.Option(None, "-o", "--output", help="Write one file per object here."),
 ) -> None:
-    """Print every Kubernetes object the operator would create for this twin (no cluster needed)."""
+    """Print every Kubernetes object the operator would create for this twin (no cluster needed).
+
+    Platform endpoints come from the same LLMTWIN_* variables the operator reads."""
+    from llmtwin.config import PlatformSettings, load
     from llmtwin.operator.builders import children
-    from llmtwin.settings import load
 
     twin = load_twin_file(file)
-    objs = children(twin, load())
+    with exit_on_settings_error():
+        settings = load(PlatformSettings)
+    objs = children(twin, settings)
     if output is None:
         sys.stdout.write(dump_yaml(objs))
         return
@@ -114,10 +88,15 @@ def crd(
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def step(ctx: typer.Context, name: str = typer.Argument(..., help="Registered step name.")) -> None:
-    """Run one workflow step (the entrypoint of every Argo template container): NAME key=value ..."""
+    """Run one workflow step (the entrypoint of every Argo template container): NAME key=value ...
+
+    Reads the LLMTWIN_TWIN_FILE, LLMTWIN_WORKSPACE, LLMTWIN_STATUS_SINK and LLMTWIN_SECRETS_DIR the
+    rendered template sets."""
     from llmtwin.workflows.steps import main
 
-    raise typer.Exit(main([name, *ctx.args]))
+    with exit_on_settings_error():
+        code = main([name, *ctx.args])
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -125,15 +104,15 @@ def operator(
     namespace: list[str] = typer.Option([], "-n", "--namespace", help="Watch only these namespaces."),
     liveness: str = typer.Option("http://0.0.0.0:8080/healthz", help="Liveness endpoint for kopf."),
 ) -> None:
-    """Run the Kopf operator (what the operator Deployment runs)."""
+    """Run the Kopf operator (what the operator Deployment runs); settings from LLMTWIN_* (llmtwin/config.py)."""
     import asyncio
     import logging
 
     import kopf
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    import llmtwin.operator.main  # noqa: F401  (registers the handlers)
+    with exit_on_settings_error():
+        import llmtwin.operator.main  # noqa: F401  (reads the settings, registers the handlers)
 
     asyncio.run(
         kopf.operator(

@@ -9,23 +9,60 @@ cluster runs. Status goes to `<data-dir>/status.json` (as under `llmtwin up`); M
 from __future__ import annotations
 
 import datetime as dt
-import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from llmtwin.cli import TwinFile, load_twin_file
-from llmtwin.cli.up import DataDir
-
-err = Console(stderr=True)
+from llmtwin.api.v1alpha1 import LLMTwin
+from llmtwin.cli.common import DataDir, TwinFile, err, exit_on_settings_error, load_twin_file
+from llmtwin.config import PlatformSettings
 
 
 def _describe(phase: str, details: dict[str, Any]) -> str:
     shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in details.items())
     return f"{phase}: {shown}"
+
+
+def local_settings(data_dir: Path, twin: LLMTwin) -> PlatformSettings:
+    """The platform settings, with MLflow on SQLite in the data directory unless MLFLOW_TRACKING_URI is set."""
+    from llmtwin.config import load
+    from llmtwin.workflows.retrain.registry import ensure_experiment
+
+    with exit_on_settings_error():
+        settings = load(PlatformSettings)
+    if "mlflow_tracking_uri" in settings.model_fields_set:
+        return settings
+    uri = f"sqlite:///{data_dir / 'mlflow.db'}"
+    ensure_experiment(uri, twin, (data_dir / "mlartifacts").as_uri())  # artifacts beside it, not in the cwd
+    return settings.model_copy(update={"mlflow_tracking_uri": uri})
+
+
+@contextmanager
+def progress_bars(total_steps: int) -> Iterator[tuple[Progress, Any]]:
+    """A bar over the workflow's tasks, and one for the running task's phase (training steps, ...)."""
+    from llmtwin.workflows.retrain.progress import listening
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeElapsedColumn(), console=err) as progress:
+        steps = progress.add_task("workflow", total=total_steps)
+        phase = progress.add_task("", total=None, visible=False)
+
+        def on_task(task: str, event: str) -> None:
+            if event == "started":
+                progress.update(steps, description=task)
+                progress.reset(phase, total=None, visible=False)
+            elif event == "succeeded":
+                progress.advance(steps)
+
+        def on_phase(name: str, done: int, total: int, details: dict[str, Any]) -> None:
+            progress.update(phase, description=_describe(name, details), completed=done, total=total, visible=True)
+
+        with listening(on_phase):
+            yield progress, on_task
 
 
 def train(
@@ -40,14 +77,11 @@ def train(
     reason: str = typer.Option("manual", help="Why this retrain runs (logged with the MLflow run)."),
 ) -> None:
     """Retrain the twin's LoRA adapter locally: dataset, fine-tune, evaluate against production, register."""
-    from llmtwin.embedded import default_data_dir, running_server
-    from llmtwin.settings import load
-    from llmtwin.workflows.retrain.base import ConfigError
-    from llmtwin.workflows.retrain.progress import listening
-    from llmtwin.workflows.retrain.registry import ensure_experiment
+    from llmtwin.api.errors import SpecError
+    from llmtwin.embedded.state import default_data_dir, running_server
+    from llmtwin.embedded.twin import status_file, step_context
     from llmtwin.workflows.retrain.workspace import RetrainWorkspace
     from llmtwin.workflows.runner import LocalRunner, WorkflowFailed
-    from llmtwin.workflows.status import FileStatusReporter
     from llmtwin.workflows.templates import RETRAIN_STEPS, build_workflow
 
     twin = load_twin_file(file)
@@ -60,14 +94,9 @@ def train(
         )
         raise typer.Exit(1)
     data_dir.mkdir(parents=True, exist_ok=True)
-    status = FileStatusReporter(data_dir / "status.json")
-    # The steps find their status sink and MLflow through the environment, as in a pod.
-    os.environ["LLMTWIN_STATUS_SINK"] = f"file:{status.path}"
+    status = status_file(data_dir)
     twin.status.model_version = status.read().get("modelVersion") or twin.status.model_version
-    if "MLFLOW_TRACKING_URI" not in os.environ:
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{data_dir / 'mlflow.db'}"
-        ensure_experiment(os.environ["MLFLOW_TRACKING_URI"], twin, (data_dir / "mlartifacts").as_uri())
-    settings = load()
+    settings = local_settings(data_dir, twin)
     event_id = event_id or "manual-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dt%H%M%S")
     workflow = build_workflow(twin, "retrain", {"event_id": event_id, "reason": reason}, f"train/{event_id}")
     workspace = RetrainWorkspace(data_dir / "workspaces" / workflow["metadata"]["name"])
@@ -75,40 +104,19 @@ def train(
         f"[bold]{twin.namespace}/{twin.name}[/] retrain {event_id} (rerun with --event-id {event_id} to resume)\n"
         f"workspace {workspace.root}  MLflow {settings.mlflow_tracking_uri}"
     )
-
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-    ) as progress:
-        steps = progress.add_task("workflow", total=len(RETRAIN_STEPS))
-        phase = progress.add_task("", total=None, visible=False)
-
-        def on_task(task: str, event: str) -> None:
-            if event == "started":
-                progress.update(steps, description=task)
-                progress.reset(phase, total=None, visible=False)
-            elif event == "succeeded":
-                progress.advance(steps)
-
-        def on_phase(name: str, done: int, total: int, details: dict[str, Any]) -> None:
-            progress.update(phase, description=_describe(name, details), completed=done, total=total, visible=True)
-
-        with listening(on_phase):
-            try:
-                result = LocalRunner(twin, data_dir / "workspaces", settings, on_task=on_task).run(workflow)
-            except WorkflowFailed as exc:
-                progress.stop()
-                err.print(f"[red]{exc.task} failed: {exc.cause}[/]")
-                raise typer.Exit(2 if isinstance(exc.cause, ConfigError) else 1) from exc
+    context = step_context(twin, data_dir, settings, status)
+    with progress_bars(len(RETRAIN_STEPS)) as (progress, on_task):
+        try:
+            result = LocalRunner(context, data_dir / "workspaces", on_task=on_task).run(workflow)
+        except WorkflowFailed as exc:
+            progress.stop()
+            err.print(f"[red]{exc.task} failed: {exc.cause}[/]")
+            raise typer.Exit(2 if isinstance(exc.cause, SpecError) else 1) from exc
 
     registered = result.outputs["retrain-register"]
-    colour = "green" if registered["promoted"] == "true" else "yellow"
+    promoted = registered["promoted"] == "true"
+    colour = "green" if promoted else "yellow"
     err.print(
-        f"[{colour}]version {registered['version']} "
-        f"{'promoted' if registered['promoted'] == 'true' else 'not promoted'}[/]: {registered['reason']}\n"
-        f"report: {workspace.report}"
+        f"[{colour}]version {registered['version']} {'promoted' if promoted else 'not promoted'}[/]: "
+        f"{registered['reason']}\nreport: {workspace.report}"
     )

@@ -11,21 +11,24 @@ from collections import Counter
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from llmtwin.cli import TwinFile, load_twin_file
+from llmtwin.cli.common import DataDir, TwinFile, err, exit_on_settings_error, load_twin_file, out
 
 REMOTE_POLL_SECONDS = 10.0
-out = Console()
-err = Console(stderr=True)
-DataDir = typer.Option(None, "--data-dir", help="Inbox, state and status live here. Default: .llmtwin/<twin name>.")
+SecretsDir = typer.Option(
+    None,
+    "--secrets-dir",
+    help="Credentials of sources that name an endpoint, one folder per Secret name and one file per key "
+    "(<dir>/<secret>/accessKey), as the kubelet mounts Secrets. Default: <data-dir>/secrets.",
+)
 
 
 def up(
     file: Path = TwinFile,
     data_dir: Path | None = DataDir,
+    secrets_dir: Path | None = SecretsDir,
     seed: Path | None = typer.Option(None, help="Copy this folder's files into the first source's inbox first."),
     once: bool = typer.Option(False, "--once", help="Ingest what is in the inbox, then exit (no watching)."),
     port: int = typer.Option(8765, help="Port of the local /ask, /status and /metrics endpoint (127.0.0.1)."),
@@ -34,23 +37,44 @@ def up(
 
     Files dropped into <data-dir>/inbox/<bucket>/ are ingested into Milvus Lite through the same
     ingest workflow a cluster runs; a restart resumes where it stopped. Ctrl-C stops cleanly."""
-    from llmtwin.embedded import EmbeddedTwin, default_data_dir, running_server
+    from llmtwin.config import PlatformSettings, load
+    from llmtwin.embedded.state import default_data_dir, running_server
+    from llmtwin.embedded.twin import EmbeddedTwin
 
     twin = load_twin_file(file)
+    with exit_on_settings_error():
+        settings = load(PlatformSettings)
     data_dir = data_dir or default_data_dir(twin)
     if running_server(data_dir):
         err.print(f"[red]llmtwin up is already running for {data_dir} (see {data_dir / 'state.json'})[/]")
         raise typer.Exit(1)
-    embedded = EmbeddedTwin(twin, data_dir)
+    embedded = EmbeddedTwin(twin, data_dir, settings, secrets_dir)
     if seed:
-        target = embedded.inbox / twin.spec.sources[0].bucket / twin.spec.sources[0].prefix
-        target.mkdir(parents=True, exist_ok=True)
-        for path in sorted(p for p in seed.rglob("*") if p.is_file()):
-            dest = target / path.relative_to(seed)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if not dest.exists() or dest.read_bytes() != path.read_bytes():
-                shutil.copyfile(path, dest)
+        _seed_inbox(seed, embedded.inbox / twin.spec.sources[0].bucket / twin.spec.sources[0].prefix)
     err.print(f"[bold]{twin.namespace}/{twin.name}[/] inbox: {embedded.inbox}  vectors: {twin.spec.vector_store.uri}")
+    outcomes = _catch_up(embedded)
+    status = embedded.status.read()
+    err.print(
+        f"{dict(outcomes) or 'inbox already in sync'}; documents={status.get('documents', 0)} "
+        f"chunks={status.get('chunks', 0)}"
+    )
+    if once:
+        return
+    _serve(embedded, port)
+
+
+def _seed_inbox(seed: Path, target: Path) -> None:
+    """Copy the seed folder's files into the inbox (unchanged files are left alone: no re-ingest)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted(p for p in seed.rglob("*") if p.is_file()):
+        dest = target / path.relative_to(seed)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not dest.exists() or dest.read_bytes() != path.read_bytes():
+            shutil.copyfile(path, dest)
+
+
+def _catch_up(embedded) -> Counter[str]:
+    """Ingest what changed while the twin was down, with a progress bar; the outcomes by kind."""
     with err.status("loading the embedding model and the vector store"):
         changes = embedded.pending_changes()
     outcomes: Counter[str] = Counter()
@@ -75,19 +99,13 @@ def up(
         for change in changes:
             embedded.publish(change)
         embedded.sync()
-    status = embedded.status.read()
-    err.print(
-        f"{dict(outcomes) or 'inbox already in sync'}; documents={status.get('documents', 0)} "
-        f"chunks={status.get('chunks', 0)}"
-    )
-    if once:
-        return
-    _serve(embedded, port)
+    return outcomes
 
 
 def _serve(embedded, port: int) -> None:
     import uvicorn
 
+    from llmtwin.embedded.state import clear_state, write_state
     from llmtwin.retrieval import Retriever
     from llmtwin.retrieval.http import create_app
 
@@ -112,7 +130,7 @@ def _serve(embedded, port: int) -> None:
     worker.start()
     while not server.started and http.is_alive():
         stop.wait(0.1)
-    embedded.write_state(port)
+    write_state(embedded.data_dir, port)
     err.print(f"watching {embedded.inbox}; ask at http://127.0.0.1:{port}/ask; metrics at /metrics; Ctrl-C to stop")
     try:
         while not stop.wait(REMOTE_POLL_SECONDS):
@@ -123,7 +141,7 @@ def _serve(embedded, port: int) -> None:
         worker.join(timeout=60)  # finish the change in hand; queued ones are found again on restart
         server.should_exit = True
         http.join(timeout=10)
-        embedded.clear_state()
+        clear_state(embedded.data_dir)
         err.print("stopped")
 
 
@@ -137,7 +155,7 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Ask the twin: the answer context with sources and scores (and an answer if a TGI endpoint is set)."""
-    from llmtwin.embedded import default_data_dir, running_server
+    from llmtwin.embedded.state import default_data_dir, running_server
 
     twin = load_twin_file(file)
     port = running_server(data_dir or default_data_dir(twin))

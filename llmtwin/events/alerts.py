@@ -18,14 +18,10 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llmtwin.api.names import ALERT_ACTION_LABEL, ALERT_NAMESPACE_LABEL, ALERT_TWIN_LABEL
 from llmtwin.events.records import MalformedEvent
 
 ALERT_EVENT_TYPE = "dev.llmtwin.alert"
-# The labels the operator's PrometheusRule puts on a twin's drift alert (llmtwin.operator.builders).
-TWIN_LABEL = "llmtwin_twin"
-NAMESPACE_LABEL = "llmtwin_namespace"
-ACTION_LABEL = "llmtwin_action"
-RETRAIN_ACTION = "retrain"
 
 
 class Alert(BaseModel):
@@ -70,7 +66,7 @@ class AlertEvent:
 
 
 def partition_key(alert: Alert) -> str:
-    return f"{alert.labels.get(NAMESPACE_LABEL, '')}/{alert.labels.get(TWIN_LABEL, '')}"
+    return f"{alert.labels.get(ALERT_NAMESPACE_LABEL, '')}/{alert.labels.get(ALERT_TWIN_LABEL, '')}"
 
 
 def alert_cloudevent(alert: Alert, receiver: str) -> CloudEvent:
@@ -102,9 +98,9 @@ def alert_from_cloudevent(event: CloudEvent) -> AlertEvent:
         raise MalformedEvent(f"alert does not validate: {str(exc)[:300]}") from exc
     return AlertEvent(
         status=alert.status,
-        twin_namespace=alert.labels.get(NAMESPACE_LABEL, ""),
-        twin_name=alert.labels.get(TWIN_LABEL, ""),
-        action=alert.labels.get(ACTION_LABEL, ""),
+        twin_namespace=alert.labels.get(ALERT_NAMESPACE_LABEL, ""),
+        twin_name=alert.labels.get(ALERT_TWIN_LABEL, ""),
+        action=alert.labels.get(ALERT_ACTION_LABEL, ""),
         fingerprint=alert.fingerprint,
         starts_at=alert.starts_at.isoformat(),
         summary=alert.annotations.get("summary", alert.labels.get("alertname", ""))[:200],

@@ -24,8 +24,9 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from llmtwin.api.names import ALERT_ACTION_LABEL, RETRAIN_ACTION
 from llmtwin.api.v1alpha1 import LLMTwin, duration_seconds
-from llmtwin.events.alerts import RETRAIN_ACTION, AlertEvent, parse_alert_record
+from llmtwin.events.alerts import AlertEvent, parse_alert_record
 from llmtwin.events.queue import Consumer, Message, Producer
 from llmtwin.events.records import MalformedEvent, ObjectEvent, parse_minio_message
 from llmtwin.events.routing import TwinDirectory, find_twin, route
@@ -128,7 +129,7 @@ class ObjectGateway:
             try:
                 events += [(event, message) for event in parse_minio_message(message.value)]
             except MalformedEvent as exc:
-                self.dead_letters.send(message, "malformed", exc.reason)
+                self.dead_letters.send(message, exc.reason, exc.detail)
         latest = coalesce(events)
         COALESCED.inc(len(events) - len(latest))
         jobs = []
@@ -177,7 +178,7 @@ class AlertDispatcher:
             try:
                 alert = parse_alert_record(message.value, message.headers, message.key)
             except MalformedEvent as exc:
-                self.dead_letters.send(message, "malformed", exc.reason)
+                self.dead_letters.send(message, exc.reason, exc.detail)
                 continue
             outcome = self.dispatch(alert, message)
             ALERTS.labels(outcome).inc()
@@ -188,7 +189,7 @@ class AlertDispatcher:
         if alert.status != "firing":
             return "resolved"
         if alert.action != RETRAIN_ACTION:
-            self.dead_letters.send(message, "not-retrain", f"alert has no llmtwin_action={RETRAIN_ACTION} label")
+            self.dead_letters.send(message, "not-retrain", f"alert has no {ALERT_ACTION_LABEL}={RETRAIN_ACTION} label")
             return "dead-lettered"
         twin = find_twin(self.twins.twins(), alert.twin_namespace, alert.twin_name) or find_twin(
             self.twins.twins(refresh=True), alert.twin_namespace, alert.twin_name

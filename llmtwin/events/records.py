@@ -15,18 +15,19 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote_plus, unquote_plus
 
+from llmtwin.api.errors import ReasonedError
+
 EventType = Literal["put", "delete"]
 MAX_KEY_BYTES = 1024  # S3's limit on object key length
 # ObjectCreated events that change metadata only: the content (and so the index) is unchanged.
 METADATA_ONLY = ("s3:ObjectCreated:PutTagging", "s3:ObjectCreated:PutRetention", "s3:ObjectCreated:PutLegalHold")
 
 
-class MalformedEvent(ValueError):
-    """A message that is not a usable MinIO notification; `reason` goes into the DLQ header."""
+class MalformedEvent(ReasonedError):
+    """A message that is not a usable notification; dead-lettered with reason `malformed` and this detail."""
 
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
+    def __init__(self, detail: str):
+        super().__init__("malformed", detail)
 
 
 @dataclass(frozen=True)

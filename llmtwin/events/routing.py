@@ -13,7 +13,8 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
-from llmtwin.api.v1alpha1 import GROUP, PLURAL, VERSION, LLMTwin
+from llmtwin.api.names import GROUP
+from llmtwin.api.v1alpha1 import PLURAL, VERSION, LLMTwin
 from llmtwin.events.records import ObjectEvent
 from llmtwin.events.submit import Backoff, retry, transient_api_error
 

@@ -13,62 +13,50 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from dataclasses import dataclass, field
 
+from llmtwin.config import GatewaySettings
 from llmtwin.events.broker import KafkaMessageConsumer, KafkaMessageProducer
 from llmtwin.events.gateway import AlertDispatcher, DeadLetters, ObjectGateway, consume
 from llmtwin.events.http import HttpConfig, create_app
 from llmtwin.events.routing import KubernetesTwins
-from llmtwin.events.submit import Backoff, KubernetesSubmitter, kube_api_client
-from llmtwin.settings import Settings
+from llmtwin.events.submit import Backoff, KubernetesSubmitter
+from llmtwin.kube import api_client
 
 log = logging.getLogger(__name__)
+HOST = "0.0.0.0"
 
 
-@dataclass(frozen=True)
-class GatewayConfig:
-    settings: Settings
-    webhook_token: str
-    port: int = 8080
-    host: str = "0.0.0.0"
-    group: str = "llmtwin-gateway"
-    namespaces: list[str] = field(default_factory=list)  # empty: every namespace
-    kubeconfig: str | None = None
-    coalesce_seconds: float = 0.3
-    consumers: bool = True
-    max_body_bytes: int = 1024 * 1024
-    submit_workers: int = 16
+def run_gateway(settings: GatewaySettings, consumers: bool, stop: threading.Event) -> None:
+    """Run until `stop` is set; consumer loops commit only what they fully handled.
 
-
-def run_gateway(config: GatewayConfig, stop: threading.Event) -> None:
-    """Run until `stop` is set; consumer loops commit only what they fully handled."""
+    `consumers=False`: HTTP only (Knative, where a KafkaSource does the consuming)."""
     import uvicorn
 
-    settings = config.settings
-    api = kube_api_client(config.kubeconfig, pool_size=config.submit_workers)
-    twins = KubernetesTwins(api, config.namespaces, stop=stop)
+    token = settings.webhook_token_file.read_text().strip() if settings.webhook_token_file else ""
+    api = api_client(settings.kubeconfig, pool_size=settings.submit_workers)
+    twins = KubernetesTwins(api, settings.namespaces, stop=stop)
     submitter = KubernetesSubmitter(api, stop)
     producer = KafkaMessageProducer(settings.kafka_bootstrap)
     dead_letters = DeadLetters(producer, settings.dlq_topic)
-    objects = ObjectGateway(twins, submitter, dead_letters, workers=config.submit_workers)
+    objects = ObjectGateway(twins, submitter, dead_letters, workers=settings.submit_workers)
     alerts = AlertDispatcher(twins, submitter, dead_letters)
     handlers = {settings.objects_topic: objects.handle, settings.alerts_topic: alerts.handle}
 
     loops = []
-    if config.consumers:
+    if consumers:
         for topic, handle in handlers.items():
             loop = threading.Thread(
                 target=_consume_until_stopped,
-                args=(settings.kafka_bootstrap, topic, config.group, handle, stop, config.coalesce_seconds),
+                args=(settings.kafka_bootstrap, topic, settings.group, handle, stop, settings.coalesce_seconds),
                 name=f"consume-{topic}",
                 daemon=True,
             )
             loop.start()
             loops.append(loop)
 
-    http = HttpConfig(config.webhook_token, settings.alerts_topic, settings.objects_topic, config.max_body_bytes)
+    http = HttpConfig(token, settings.alerts_topic, settings.objects_topic, settings.max_body_bytes)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(http, producer, handlers), host=config.host, port=config.port, log_level="warning")
+        uvicorn.Config(create_app(http, producer, handlers), host=HOST, port=settings.port, log_level="warning")
     )
     server.install_signal_handlers = lambda: None  # the caller owns SIGTERM/SIGINT and sets `stop`
     serving = threading.Thread(target=server.run, name="http", daemon=True)
@@ -77,8 +65,8 @@ def run_gateway(config: GatewayConfig, stop: threading.Event) -> None:
         "gateway up: kafka %s, topics %s, http :%d%s",
         settings.kafka_bootstrap,
         list(handlers),
-        config.port,
-        "" if config.webhook_token else " (no webhook token: /alertmanager refuses everything)",
+        settings.port,
+        "" if token else " (no webhook token: /alertmanager refuses everything)",
     )
     while not stop.wait(1.0):
         dead = [t.name for t in loops if not t.is_alive()] + ([] if serving.is_alive() else ["http"])

@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 from prometheus_client import Counter
 
-from llmtwin.workflows.templates import KIND_LABEL, TWIN_LABEL
+from llmtwin.api.names import KIND_LABEL, TWIN_LABEL
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -91,22 +91,6 @@ def retry(
             if stop.wait(delay):
                 raise Stopped(operation) from exc
     raise AssertionError("unreachable")
-
-
-def kube_api_client(kubeconfig: str | None = None, pool_size: int = 16):
-    """An ApiClient from the given kubeconfig, else in-cluster, else the default kubeconfig."""
-    from kubernetes import client, config
-
-    configuration = client.Configuration()
-    if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    else:
-        try:
-            config.load_incluster_config(client_configuration=configuration)
-        except config.ConfigException:
-            config.load_kube_config(client_configuration=configuration)
-    configuration.connection_pool_maxsize = pool_size  # the gateway submits in parallel
-    return client.ApiClient(configuration)
 
 
 def transient_api_error(exc: BaseException) -> bool:

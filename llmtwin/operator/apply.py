@@ -12,6 +12,7 @@ import threading
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
 from kubernetes.dynamic.resource import Resource
@@ -23,6 +24,13 @@ API_WRITES = Counter(
     "llmtwin_operator_api_writes_total", "Mutating API requests made by the operator", ["kind", "verb"]
 )
 API_READS = Counter("llmtwin_operator_api_reads_total", "Read API requests made by the operator", ["kind"])
+# The API refused the object (schema, RBAC, a missing CRD, a conflict): someone has to act; retrying
+# the same request cannot help. Anything else (timeouts, 5xx, 429) is a blip worth retrying.
+REJECTED_STATUSES = frozenset({400, 403, 404, 409, 422})
+
+
+def rejected(exc: ApiException) -> bool:
+    return exc.status in REJECTED_STATUSES
 
 
 def contains(live: Any, desired: Any) -> bool:

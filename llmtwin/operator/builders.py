@@ -8,23 +8,24 @@ by the handler, which knows the live object's uid.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
+from llmtwin.api import names
 from llmtwin.api.v1alpha1 import LLMTwin, duration_seconds
-from llmtwin.settings import Settings
+from llmtwin.config import PlatformSettings
 from llmtwin.workflows import templates
 
 SERVER_PORT = 8080
 ADAPTER_DIR = "/adapters"
-DRIFT_METRIC = "llmtwin_drift_score"
-DRIFT_ALERT = "LLMTwinDrift"
+ADAPTER_PATH = f"{ADAPTER_DIR}/current"
 
 
 def _meta(twin: LLMTwin, name: str, component: str) -> dict[str, Any]:
     return {
         "name": name,
         "namespace": twin.namespace,
-        "labels": {**templates.twin_labels(twin), "app.kubernetes.io/component": component},
+        "labels": {**names.twin_labels(twin.name), names.COMPONENT_LABEL: component},
     }
 
 
@@ -40,69 +41,53 @@ def resolved_twin(twin: LLMTwin) -> dict[str, Any]:
     return doc
 
 
-def config_map(twin: LLMTwin, settings: Settings) -> dict[str, Any]:
-    env = "".join(f"{k}={v}\n" for k, v in sorted(settings.as_env().items()))
+def config_map(twin: LLMTwin) -> dict[str, Any]:
+    """The resolved twin, mounted by every workflow step and the server's fetch-adapter init container."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _meta(twin, templates.config_map_name(twin), "config"),
-        "data": {
-            "twin.json": json.dumps(resolved_twin(twin), indent=2, sort_keys=True),
-            "settings.env": env,
-        },
+        "metadata": _meta(twin, names.config_map_name(twin.name), "config"),
+        "data": {"twin.json": json.dumps(resolved_twin(twin), indent=2, sort_keys=True)},
     }
 
 
 # ---------------------------------------------------------------------------------------- serving
 
 
-def server_name(twin: LLMTwin) -> str:
-    return f"{twin.name}-server"
-
-
 def _server_selector(twin: LLMTwin) -> dict[str, str]:
-    return {templates.TWIN_LABEL: twin.name, "app.kubernetes.io/component": "server"}
+    return {names.TWIN_LABEL: twin.name, names.COMPONENT_LABEL: "server"}
+
+
+Engine = Callable[[LLMTwin], tuple[list[str], list[dict[str, str]]]]
+
+
+def _tgi(twin: LLMTwin) -> tuple[list[str], list[dict[str, str]]]:
+    serving, base = twin.spec.serving, twin.spec.base_model
+    args = ["--model-id", base.id.removeprefix("hf://"), "--port", str(SERVER_PORT)]
+    args += ["--max-input-tokens", str(serving.max_input_tokens), "--max-total-tokens", str(serving.max_total_tokens)]
+    env = []
+    if twin.status.model_version:  # the production adapter, fetched by the init container
+        env.append({"name": "LORA_ADAPTERS", "value": f"{twin.name}={ADAPTER_PATH}"})
+    return args, env
+
+
+def _vllm(twin: LLMTwin) -> tuple[list[str], list[dict[str, str]]]:
+    serving, base = twin.spec.serving, twin.spec.base_model
+    args = ["--model", base.id.removeprefix("hf://"), "--port", str(SERVER_PORT)]
+    args += ["--max-model-len", str(serving.max_total_tokens), "--enable-lora"]
+    if twin.status.model_version:
+        args += ["--lora-modules", f"{twin.name}={ADAPTER_PATH}"]
+    return args, []
+
+
+ENGINES: dict[str, Engine] = {"tgi": _tgi, "vllm": _vllm}
 
 
 def _server_container(twin: LLMTwin) -> dict[str, Any]:
     serving = twin.spec.serving
-    base = twin.spec.base_model
-    model_id = base.id.removeprefix("hf://")
-    adapter = f"{ADAPTER_DIR}/current"
-    if serving.engine == "tgi":
-        args = [
-            "--model-id",
-            model_id,
-            "--port",
-            str(SERVER_PORT),
-            "--max-input-tokens",
-            str(serving.max_input_tokens),
-            "--max-total-tokens",
-            str(serving.max_total_tokens),
-        ]
-        if base.revision:
-            args += ["--revision", base.revision]
-        health = "/health"
-    else:  # vllm
-        args = [
-            "--model",
-            model_id,
-            "--port",
-            str(SERVER_PORT),
-            "--max-model-len",
-            str(serving.max_total_tokens),
-            "--enable-lora",
-        ]
-        if base.revision:
-            args += ["--revision", base.revision]
-        health = "/health"
-    env = [{"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"}]
-    if twin.status.model_version:
-        # The production adapter, fetched by the init container, served under the twin's name.
-        if serving.engine == "tgi":
-            env.append({"name": "LORA_ADAPTERS", "value": f"{twin.name}={adapter}"})
-        else:
-            args += ["--lora-modules", f"{twin.name}={adapter}"]
+    args, env = ENGINES[serving.engine](twin)
+    if twin.spec.base_model.revision:
+        args += ["--revision", twin.spec.base_model.revision]
     compute = serving.resources
     resources: dict[str, Any] = {
         "requests": {"cpu": compute.cpu, "memory": compute.memory},
@@ -115,12 +100,12 @@ def _server_container(twin: LLMTwin) -> dict[str, Any]:
         "name": "server",
         "image": serving.resolved_image,
         "args": args,
-        "env": env,
+        "env": [{"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"}, *env],
         "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
         "resources": resources,
-        "readinessProbe": {"httpGet": {"path": health, "port": "http"}, "periodSeconds": 10},
+        "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10},
         "livenessProbe": {
-            "httpGet": {"path": health, "port": "http"},
+            "httpGet": {"path": "/health", "port": "http"},
             "periodSeconds": 30,
             "failureThreshold": 10,
             # Model download and load take minutes on first start.
@@ -130,27 +115,23 @@ def _server_container(twin: LLMTwin) -> dict[str, Any]:
     }
 
 
-def _adapter_init_container(twin: LLMTwin, settings: Settings) -> dict[str, Any]:
+def _adapter_init_container(twin: LLMTwin, settings: PlatformSettings) -> dict[str, Any]:
     return {
         "name": "fetch-adapter",
         "image": settings.workflow_image,
         "command": ["llmtwin", "step", "fetch-adapter"],
-        "args": [f"version={twin.status.model_version}", f"dest={ADAPTER_DIR}/current"],
-        "env": [{"name": k, "value": v} for k, v in sorted(settings.as_env().items())]
-        + [
-            {"name": "LLMTWIN_TWIN_FILE", "value": "/etc/llmtwin/twin.json"},
-            # The step runner keeps its outputs in the workspace: put it on the writable adapters volume.
-            {"name": "LLMTWIN_WORKSPACE", "value": f"{ADAPTER_DIR}/.step"},
-        ],
+        "args": [f"version={twin.status.model_version}", f"dest={ADAPTER_PATH}"],
+        # The step keeps its outputs in its workspace: put it on the writable adapters volume.
+        "env": templates.step_env(settings, workspace=f"{ADAPTER_DIR}/.step"),
         "volumeMounts": [
             {"name": "adapters", "mountPath": ADAPTER_DIR},
-            {"name": "twin-config", "mountPath": "/etc/llmtwin", "readOnly": True},
+            {"name": "twin-config", "mountPath": templates.CONFIG_MOUNT, "readOnly": True},
         ],
         "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False},
     }
 
 
-def rollout(twin: LLMTwin, settings: Settings) -> dict[str, Any]:
+def rollout(twin: LLMTwin, settings: PlatformSettings) -> dict[str, Any]:
     serving = twin.spec.serving
     steps: list[dict[str, Any]] = []
     for step in serving.canary.steps:
@@ -160,7 +141,7 @@ def rollout(twin: LLMTwin, settings: Settings) -> dict[str, Any]:
         "containers": [_server_container(twin)],
         "volumes": [
             {"name": "adapters", "emptyDir": {}},
-            {"name": "twin-config", "configMap": {"name": templates.config_map_name(twin)}},
+            {"name": "twin-config", "configMap": {"name": names.config_map_name(twin.name)}},
         ],
     }
     if twin.status.model_version:
@@ -174,7 +155,7 @@ def rollout(twin: LLMTwin, settings: Settings) -> dict[str, Any]:
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Rollout",
-        "metadata": _meta(twin, server_name(twin), "server"),
+        "metadata": _meta(twin, names.server_name(twin.name), "server"),
         "spec": {
             "replicas": serving.replicas,
             "revisionHistoryLimit": 3,
@@ -182,17 +163,17 @@ def rollout(twin: LLMTwin, settings: Settings) -> dict[str, Any]:
             "template": {
                 "metadata": {
                     "labels": selector,
-                    "annotations": {"llmtwin.dev/model-version": twin.status.model_version or "base"},
+                    "annotations": {names.MODEL_VERSION_ANNOTATION: twin.status.model_version or "base"},
                 },
                 "spec": pod_spec,
             },
             "strategy": {
                 "canary": {
-                    "stableService": f"{twin.name}-stable",
-                    "canaryService": f"{twin.name}-canary",
+                    "stableService": names.service_name(twin.name, "stable"),
+                    "canaryService": names.service_name(twin.name, "canary"),
                     "analysis": {
-                        "templates": [{"templateName": analysis_template_name(twin)}],
-                        "args": [{"name": "service", "value": f"{twin.name}-canary"}],
+                        "templates": [{"templateName": names.analysis_template_name(twin.name)}],
+                        "args": [{"name": "service", "value": names.service_name(twin.name, "canary")}],
                     },
                     "steps": steps,
                 }
@@ -201,20 +182,16 @@ def rollout(twin: LLMTwin, settings: Settings) -> dict[str, Any]:
     }
 
 
-def service(twin: LLMTwin, role: str) -> dict[str, Any]:
+def service(twin: LLMTwin, role: Literal["stable", "canary"]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(twin, f"{twin.name}-{role}", "server"),
+        "metadata": _meta(twin, names.service_name(twin.name, role), "server"),
         "spec": {
             "selector": _server_selector(twin),
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
         },
     }
-
-
-def analysis_template_name(twin: LLMTwin) -> str:
-    return f"{twin.name}-canary-analysis"
 
 
 def analysis_template(twin: LLMTwin) -> dict[str, Any]:
@@ -235,7 +212,7 @@ def analysis_template(twin: LLMTwin) -> dict[str, Any]:
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "AnalysisTemplate",
-        "metadata": _meta(twin, analysis_template_name(twin), "server"),
+        "metadata": _meta(twin, names.analysis_template_name(twin.name), "server"),
         "spec": {
             "args": [{"name": "service"}],
             "metrics": [
@@ -265,21 +242,21 @@ def prometheus_rule(twin: LLMTwin) -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
-        "metadata": _meta(twin, f"{twin.name}-drift", "monitoring"),
+        "metadata": _meta(twin, names.prometheus_rule_name(twin.name), "monitoring"),
         "spec": {
             "groups": [
                 {
                     "name": f"llmtwin-{twin.namespace}-{twin.name}",
                     "rules": [
                         {
-                            "alert": DRIFT_ALERT,
-                            "expr": f"{DRIFT_METRIC}{{{labels}}} > {drift.threshold}",
+                            "alert": names.DRIFT_ALERT,
+                            "expr": f"{names.DRIFT_METRIC}{{{labels}}} > {drift.threshold}",
                             "for": f"{for_seconds}s",
                             "labels": {
                                 "severity": "warning",
-                                "llmtwin_twin": twin.name,
-                                "llmtwin_namespace": twin.namespace,
-                                "llmtwin_action": "retrain",
+                                names.ALERT_TWIN_LABEL: twin.name,
+                                names.ALERT_NAMESPACE_LABEL: twin.namespace,
+                                names.ALERT_ACTION_LABEL: names.RETRAIN_ACTION,
                             },
                             "annotations": {
                                 "summary": f"LLMTwin {twin.namespace}/{twin.name}: questions drift from the corpus",
@@ -294,10 +271,10 @@ def prometheus_rule(twin: LLMTwin) -> dict[str, Any]:
     }
 
 
-def children(twin: LLMTwin, settings: Settings) -> list[dict[str, Any]]:
+def children(twin: LLMTwin, settings: PlatformSettings) -> list[dict[str, Any]]:
     """Everything the operator creates and owns for one twin, in apply order."""
     return [
-        config_map(twin, settings),
+        config_map(twin),
         *templates.workflow_templates(twin, settings),
         service(twin, "stable"),
         service(twin, "canary"),

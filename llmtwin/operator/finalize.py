@@ -13,13 +13,17 @@ from collections.abc import Callable
 import kopf
 from pydantic import ValidationError
 
+from llmtwin.api.conditions import Phase
 from llmtwin.api.v1alpha1 import LLMTwin
-from llmtwin.operator import eventplane
+from llmtwin.corpus.store import drop_collection
+from llmtwin.operator.eventplane.secrets import KubernetesSecrets
+from llmtwin.operator.eventplane.wiring import unwire
+from llmtwin.operator.platform import Platform
 from llmtwin.operator.reconcile import parse_twin
-from llmtwin.settings import Settings
 
-CleanupHook = Callable[[LLMTwin, Settings, logging.Logger], None]
+CleanupHook = Callable[[LLMTwin, Platform, logging.Logger], None]
 CLEANUP_HOOKS: list[CleanupHook] = []
+RETRY_SECONDS = 30
 
 
 def cleanup_hook(fn: CleanupHook) -> CleanupHook:
@@ -28,19 +32,17 @@ def cleanup_hook(fn: CleanupHook) -> CleanupHook:
 
 
 @cleanup_hook
-def drop_collection(twin: LLMTwin, settings: Settings, logger: logging.Logger) -> None:
-    from llmtwin.workflows.ingest.store import drop_collection as drop
-
-    if drop(twin.spec.vector_store.uri, twin.collection):
+def drop_twin_collection(twin: LLMTwin, platform: Platform, logger: logging.Logger) -> None:
+    if drop_collection(twin.spec.vector_store.uri, twin.collection):
         logger.info("dropped Milvus collection %s", twin.collection)
 
 
 @cleanup_hook
-def remove_bucket_notifications(twin: LLMTwin, settings: Settings, logger: logging.Logger) -> None:
-    eventplane.unwire(twin, settings, logger)
+def remove_bucket_notifications(twin: LLMTwin, platform: Platform, logger: logging.Logger) -> None:
+    unwire(twin, platform.settings, KubernetesSecrets(platform.core, twin.namespace), logger)
 
 
-def finalize(body: kopf.Body, patch: kopf.Patch, settings: Settings, logger: logging.Logger) -> None:
+def finalize(body: kopf.Body, patch: kopf.Patch, platform: Platform, logger: logging.Logger) -> None:
     try:
         twin = parse_twin(body)
     except ValidationError:
@@ -52,10 +54,10 @@ def finalize(body: kopf.Body, patch: kopf.Patch, settings: Settings, logger: log
     failures = []
     for hook in CLEANUP_HOOKS:
         try:
-            hook(twin, settings, logger)
+            hook(twin, platform, logger)
         except Exception as exc:  # each hook is independent; report all of them
             failures.append(f"{hook.__name__}: {exc}")
     if failures:
-        patch.status["phase"] = "Deleting"
+        patch.status["phase"] = str(Phase.DELETING)
         patch.status["lastError"] = "; ".join(failures)[:2000]
-        raise kopf.TemporaryError(f"clean-up failed, will retry: {'; '.join(failures)}", delay=30)
+        raise kopf.TemporaryError(f"clean-up failed, will retry: {'; '.join(failures)}", delay=RETRY_SECONDS)

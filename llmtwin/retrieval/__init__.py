@@ -13,8 +13,8 @@ from typing import Any
 from prometheus_client import Histogram
 
 from llmtwin.api.v1alpha1 import LLMTwin
-from llmtwin.workflows.ingest.embed import Embedder, embedder_for
-from llmtwin.workflows.ingest.store import ChunkStore, Hit, literal, store_for
+from llmtwin.corpus.embed import Embedder, embedder_for
+from llmtwin.corpus.store import ChunkStore, Hit, literal, store_for
 
 RETRIEVE_SECONDS = Histogram("llmtwin_retrieve_seconds", "Question embedding + vector search time")
 GENERATE_SECONDS = Histogram("llmtwin_generate_seconds", "Generation time through the TGI API")

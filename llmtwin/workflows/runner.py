@@ -19,8 +19,6 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
-from llmtwin.api.v1alpha1 import LLMTwin
-from llmtwin.settings import Settings, load
 from llmtwin.workflows import templates
 from llmtwin.workflows.steps import StepContext, parse_params, run_step
 
@@ -69,20 +67,20 @@ def _parameters(items: list[dict[str, Any]] | None) -> dict[str, str]:
 
 
 class LocalRunner:
-    """Executes Workflows for one twin; `workspace_root/<workflow name>` is the shared volume."""
+    """Executes Workflows for the context's twin; `workspace_root/<workflow name>` is the shared volume
+    (the context's workspace is replaced by it for each Workflow)."""
 
     def __init__(
         self,
-        twin: LLMTwin,
+        context: StepContext,
         workspace_root: Path,
-        settings: Settings | None = None,
         on_task: Callable[[str, str], None] | None = None,
     ):
-        self.twin = twin
+        self.context = context
         self.workspace_root = Path(workspace_root)
-        self.settings = settings or load()
         self.on_task = on_task  # progress hook: (task name, "started"|"succeeded"|"failed")
-        self._templates = {t["metadata"]["name"]: t for t in templates.workflow_templates(twin, self.settings)}
+        rendered = templates.workflow_templates(context.twin, context.settings)
+        self._templates = {t["metadata"]["name"]: t for t in rendered}
 
     def run(self, workflow: dict[str, Any]) -> WorkflowResult:
         name = workflow["metadata"]["name"]
@@ -101,7 +99,7 @@ class LocalRunner:
         tasks = {t["name"]: t for t in dag}
         workspace = self.workspace_root / name
         workspace.mkdir(parents=True, exist_ok=True)
-        context = StepContext(twin=self.twin, workspace=workspace, settings=self.settings)
+        context = self.context.in_workspace(workspace)
         result = WorkflowResult(name=name, phase="Running")
         for task_name in order:
             task = tasks[task_name]

@@ -1,18 +1,19 @@
-"""Workflow steps report the twin's data status (documents, chunks, last ingestion, last error).
+"""Workflow steps report the twin's data status (documents, chunks, last ingestion, last error, ...).
 
-In a cluster the step patches the LLMTwin's status subresource; under `llmtwin up` it writes a JSON
-file in the data directory. `LLMTWIN_STATUS_SINK` chooses: `kubernetes` or `file:<path>`.
+In a cluster the step patches the LLMTwin's status subresource; under `llmtwin up` and `llmtwin
+train` it writes a JSON file in the data directory. The sink is chosen once per process
+(`StepSettings.status_sink`: `kubernetes` or `file:<path>`) and handed to steps in their context.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any, Protocol
 
-from llmtwin.api.v1alpha1 import GROUP, PLURAL, VERSION, LLMTwin
+from llmtwin.api.names import GROUP
+from llmtwin.api.v1alpha1 import PLURAL, VERSION, LLMTwin
 
 
 class StatusReporter(Protocol):
@@ -37,23 +38,27 @@ class FileStatusReporter:
 
 
 class KubernetesStatusReporter:
-    def report(self, twin: LLMTwin, fields: dict[str, Any]) -> None:
-        from kubernetes import client, config
+    """Patches `llmtwins/status` (the workflow ServiceAccount may do exactly that); connects on first use."""
 
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            # Read KUBECONFIG now: the client's default path is fixed when it is first imported.
-            config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
-        client.CustomObjectsApi().patch_namespaced_custom_object_status(
+    def __init__(self, kubeconfig: str | None = None):
+        self.kubeconfig = kubeconfig
+        self._api = None
+
+    def report(self, twin: LLMTwin, fields: dict[str, Any]) -> None:
+        from kubernetes.client import CustomObjectsApi
+
+        from llmtwin.kube import api_client
+
+        if self._api is None:
+            self._api = CustomObjectsApi(api_client(self.kubeconfig))
+        self._api.patch_namespaced_custom_object_status(
             GROUP, VERSION, twin.namespace, PLURAL, twin.name, {"status": fields}
         )
 
 
-def reporter_from_env() -> StatusReporter:
-    sink = os.environ.get("LLMTWIN_STATUS_SINK", "kubernetes")
+def reporter_for(sink: str, kubeconfig: str | None = None) -> StatusReporter:
     if sink.startswith("file:"):
         return FileStatusReporter(Path(sink.removeprefix("file:")))
     if sink == "kubernetes":
-        return KubernetesStatusReporter()
-    raise ValueError(f"LLMTWIN_STATUS_SINK={sink!r}: expected `kubernetes` or `file:<path>`")
+        return KubernetesStatusReporter(kubeconfig)
+    raise ValueError(f"status sink {sink!r}: expected `kubernetes` or `file:<path>`")

@@ -5,29 +5,29 @@ image; the local runner (`llmtwin.workflows.runner`) resolves the same template'
 same function in-process. A step is a plain function registered with `@step("name")`; it receives a
 `StepContext` and its parameters as keyword strings, and returns a JSON-able dict of outputs.
 
-Where a step finds the twin: the operator mounts the twin's ConfigMap at `/etc/llmtwin` (the file
-`twin.json` holds the resolved twin); `LLMTWIN_TWIN_FILE` overrides the path (local runner, tests).
-Steps share files through `LLMTWIN_WORKSPACE` (a per-workflow volume in Argo, a folder locally).
+The context carries everything a step may touch besides its parameters: the twin, the workspace it
+shares with the other steps of its Workflow, the platform settings, where to report the twin's
+status, and an object store per source. In a pod, `main` builds it once from `StepSettings` (what the
+rendered template sets: the mounted twin file, the workspace volume, the mounted Secrets); the local
+runner builds it from what `llmtwin up` or `llmtwin train` hold.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from llmtwin.api.v1alpha1 import LLMTwin
-from llmtwin.settings import Settings, load
+from llmtwin.config import PlatformSettings, StepSettings, load
+from llmtwin.sources.credentials import SecretFiles
+from llmtwin.sources.objects import ObjectStores
+from llmtwin.workflows.status import StatusReporter, reporter_for
 
-TWIN_FILE_ENV = "LLMTWIN_TWIN_FILE"
-WORKSPACE_ENV = "LLMTWIN_WORKSPACE"
-DEFAULT_TWIN_FILE = "/etc/llmtwin/twin.json"
-DEFAULT_WORKSPACE = "/workspace"
 # Modules that register steps; imported lazily so the operator never imports torch.
 STEP_MODULES = ("llmtwin.workflows.ingest", "llmtwin.workflows.retrain")
 
@@ -35,11 +35,16 @@ StepFunction = Callable[..., dict[str, Any]]
 _REGISTRY: dict[str, StepFunction] = {}
 
 
-@dataclass
+@dataclass(frozen=True)
 class StepContext:
     twin: LLMTwin
     workspace: Path
-    settings: Settings = field(default_factory=load)
+    settings: PlatformSettings
+    status: StatusReporter
+    objects: ObjectStores
+
+    def in_workspace(self, workspace: Path) -> StepContext:
+        return replace(self, workspace=workspace)
 
 
 def step(name: str) -> Callable[[StepFunction], StepFunction]:
@@ -54,21 +59,14 @@ def step(name: str) -> Callable[[StepFunction], StepFunction]:
 
 def registered_steps() -> dict[str, StepFunction]:
     for module in STEP_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            # A slim image (e.g. the operator's) lacks the step modules' heavy dependencies.
-            if exc.name and exc.name.startswith("llmtwin"):
-                continue
-            raise
+        importlib.import_module(module)
     return dict(_REGISTRY)
 
 
-def load_twin(path: str | os.PathLike[str] | None = None) -> LLMTwin:
-    twin_file = Path(path or os.environ.get(TWIN_FILE_ENV, DEFAULT_TWIN_FILE))
-    if not twin_file.exists():
-        raise FileNotFoundError(f"twin file {twin_file} not found (set {TWIN_FILE_ENV})")
-    return LLMTwin.model_validate(json.loads(twin_file.read_text()))
+def load_twin(path: Path) -> LLMTwin:
+    if not path.exists():
+        raise FileNotFoundError(f"twin file {path} not found (set {StepSettings.env_name('twin_file')})")
+    return LLMTwin.model_validate(json.loads(path.read_text()))
 
 
 def parse_params(argv: list[str]) -> dict[str, str]:
@@ -88,6 +86,18 @@ def run_step(name: str, params: dict[str, str], context: StepContext) -> dict[st
     return steps[name](context, **params)
 
 
+def pod_context(settings: StepSettings) -> StepContext:
+    """The context of a step in a workflow pod, from the settings the rendered template sets."""
+    settings.workspace.mkdir(parents=True, exist_ok=True)
+    return StepContext(
+        twin=load_twin(settings.twin_file),
+        workspace=settings.workspace,
+        settings=settings,
+        status=reporter_for(settings.status_sink, settings.kubeconfig),
+        objects=ObjectStores(settings.s3_endpoint, settings.s3_secret, SecretFiles(settings.secrets_dir)),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Container entrypoint: `llmtwin step NAME key=value ...`; prints outputs as JSON."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -95,12 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: llmtwin step NAME key=value ...", file=sys.stderr)
         return 2
     name, params = argv[0], parse_params(argv[1:])
-    workspace = Path(os.environ.get(WORKSPACE_ENV, DEFAULT_WORKSPACE))
-    workspace.mkdir(parents=True, exist_ok=True)
-    outputs = run_step(name, params, StepContext(twin=load_twin(), workspace=workspace))
+    context = pod_context(load(StepSettings))
+    outputs = run_step(name, params, context)
     print(json.dumps(outputs, sort_keys=True))
     # Argo reads output parameters from files; write each output where the template expects it.
-    (workspace / "outputs").mkdir(exist_ok=True)
+    (context.workspace / "outputs").mkdir(exist_ok=True)
     for key, value in outputs.items():
-        (workspace / "outputs" / f"{name}.{key}").write_text(value if isinstance(value, str) else json.dumps(value))
+        path = context.workspace / "outputs" / f"{name}.{key}"
+        path.write_text(value if isinstance(value, str) else json.dumps(value))
     return 0

@@ -9,30 +9,25 @@ exists once.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+from typing import Any
 
-from hera.workflows import (
-    DAG,
-    Container,
-    Env,
-    Parameter,
-    Resources,
-    SecretEnv,
-    Workflow,
-    WorkflowTemplate,
-    models,
+from hera.workflows import DAG, Container, Env, Parameter, Resources, Workflow, WorkflowTemplate, models
+
+from llmtwin.api.names import (
+    DEDUPE_KEY_ANNOTATION,
+    WorkflowKind,
+    config_map_name,
+    twin_labels,
+    workflow_template_name,
 )
-
 from llmtwin.api.v1alpha1 import ComputeSpec, LLMTwin
-from llmtwin.settings import Settings
-from llmtwin.workflows.steps import TWIN_FILE_ENV, WORKSPACE_ENV
+from llmtwin.config import PlatformSettings, StepSettings
+from llmtwin.sources.credentials import secret_ref
 
-WorkflowKind = Literal["ingest", "retrain"]
-TWIN_LABEL = "llmtwin.dev/twin"
-KIND_LABEL = "llmtwin.dev/kind"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "llmtwin-operator", "app.kubernetes.io/part-of": "llmtwin"}
 CONFIG_MOUNT = "/etc/llmtwin"
+TWIN_FILE = f"{CONFIG_MOUNT}/twin.json"
 WORKSPACE_MOUNT = "/workspace"
+SECRETS_MOUNT = "/var/run/secrets/llmtwin"
 
 INGEST_PARAMS = ("twin", "bucket", "key", "event_type", "etag", "version_id", "event_id")
 RETRAIN_PARAMS = ("twin", "event_id", "reason")
@@ -42,42 +37,31 @@ GPU_STEPS = {"retrain-train", "retrain-evaluate"}
 REGISTER_OUTPUTS = ("version", "promoted", "reason")
 
 
-def template_name(twin: LLMTwin, kind: WorkflowKind) -> str:
-    return f"{twin.name}-{kind}"
+def step_env(settings: PlatformSettings, workspace: str = WORKSPACE_MOUNT) -> list[dict[str, str]]:
+    """What `llmtwin step` reads (`StepSettings`): the platform, then where the pod mounts its files."""
+    values = {
+        **settings.as_env(),
+        StepSettings.env_name("twin_file"): TWIN_FILE,
+        StepSettings.env_name("workspace"): workspace,
+        StepSettings.env_name("status_sink"): "kubernetes",
+        StepSettings.env_name("secrets_dir"): SECRETS_MOUNT,
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
+    return [{"name": k, "value": v} for k, v in values.items()]
 
 
-def config_map_name(twin: LLMTwin) -> str:
-    return f"{twin.name}-config"
+def source_secrets(twin: LLMTwin, settings: PlatformSettings) -> list[str]:
+    """Every Secret a source of the twin is read with (each source its own, else the platform's)."""
+    return sorted({secret_ref(s, settings.s3_secret).name for s in twin.spec.sources})
 
 
-def twin_labels(twin: LLMTwin, kind: str | None = None) -> dict[str, str]:
-    labels = {**MANAGED_BY, TWIN_LABEL: twin.name}
-    if kind:
-        labels[KIND_LABEL] = kind
-    return labels
+def secret_volume_name(secret: str) -> str:
+    # Secret names may be 253 characters; a volume name is a 63-character DNS label.
+    return f"secret-{hashlib.sha1(secret.encode()).hexdigest()[:12]}"
 
 
-def _env(twin: LLMTwin, settings: Settings) -> list[Env | SecretEnv]:
-    source = twin.spec.sources[0]
-    secret = source.credentials_secret_ref
-    env: list[Env | SecretEnv] = [Env(name=k, value=v) for k, v in sorted(settings.as_env().items())]
-    env += [
-        Env(name=TWIN_FILE_ENV, value=f"{CONFIG_MOUNT}/twin.json"),
-        Env(name=WORKSPACE_ENV, value=WORKSPACE_MOUNT),
-        Env(name="LLMTWIN_STATUS_SINK", value="kubernetes"),
-        Env(name="HF_HUB_DISABLE_TELEMETRY", value="1"),
-        SecretEnv(
-            name="LLMTWIN_S3_ACCESS_KEY",
-            secret_name=secret.name if secret else settings.s3_secret,
-            secret_key=secret.access_key_key if secret else "accessKey",
-        ),
-        SecretEnv(
-            name="LLMTWIN_S3_SECRET_KEY",
-            secret_name=secret.name if secret else settings.s3_secret,
-            secret_key=secret.secret_key_key if secret else "secretKey",
-        ),
-    ]
-    return env
+def _env(settings: PlatformSettings) -> list[Env]:
+    return [Env(name=e["name"], value=e["value"]) for e in step_env(settings)]
 
 
 def _resources(compute: ComputeSpec, gpu: bool) -> Resources:
@@ -97,7 +81,7 @@ def _step(
     name: str,
     params: tuple[str, ...],
     twin: LLMTwin,
-    settings: Settings,
+    settings: PlatformSettings,
     compute: ComputeSpec,
     *,
     gpu: bool = False,
@@ -114,13 +98,19 @@ def _step(
             for o in outputs
         ]
         or None,
-        env=_env(twin, settings),
+        env=_env(settings),
         resources=_resources(compute, gpu),
         node_selector=compute.node_selector or None,
         tolerations=_tolerations(compute),
         volume_mounts=[
             models.VolumeMount(name="twin-config", mount_path=CONFIG_MOUNT, read_only=True),
             models.VolumeMount(name="workspace", mount_path=WORKSPACE_MOUNT),
+            *(
+                models.VolumeMount(
+                    name=secret_volume_name(secret), mount_path=f"{SECRETS_MOUNT}/{secret}", read_only=True
+                )
+                for secret in source_secrets(twin, settings)
+            ),
         ],
         security_context=models.SecurityContext(
             run_as_non_root=True,
@@ -130,12 +120,21 @@ def _step(
     )
 
 
-def _template(twin: LLMTwin, settings: Settings, kind: WorkflowKind, params: tuple[str, ...]) -> WorkflowTemplate:
-    volumes = [models.Volume(name="twin-config", config_map=models.ConfigMapVolumeSource(name=config_map_name(twin)))]
+def _template(
+    twin: LLMTwin, settings: PlatformSettings, kind: WorkflowKind, params: tuple[str, ...]
+) -> WorkflowTemplate:
+    volumes = [
+        models.Volume(name="twin-config", config_map=models.ConfigMapVolumeSource(name=config_map_name(twin.name))),
+        # Each source is read with its own Secret (one mount per Secret), never another source's.
+        *(
+            models.Volume(name=secret_volume_name(secret), secret=models.SecretVolumeSource(secret_name=secret))
+            for secret in source_secrets(twin, settings)
+        ),
+    ]
     return WorkflowTemplate(
-        name=template_name(twin, kind),
+        name=workflow_template_name(twin.name, kind),
         namespace=twin.namespace,
-        labels=twin_labels(twin, kind),
+        labels=twin_labels(twin.name, kind),
         entrypoint=kind,
         service_account_name=settings.workflow_service_account,
         arguments=[Parameter(name=p, value="") for p in params],
@@ -149,7 +148,7 @@ def _pass_through(params: tuple[str, ...]) -> dict[str, str]:
     return {p: f"{{{{workflow.parameters.{p}}}}}" for p in params}
 
 
-def ingest_template(twin: LLMTwin, settings: Settings) -> dict[str, Any]:
+def ingest_template(twin: LLMTwin, settings: PlatformSettings) -> dict[str, Any]:
     """One object event -> fetch, parse, clean, chunk, embed, upsert/delete (a single pod: small work)."""
     with _template(twin, settings, "ingest", INGEST_PARAMS) as wt:
         wt.volumes.append(models.Volume(name="workspace", empty_dir=models.EmptyDirVolumeSource()))
@@ -159,7 +158,7 @@ def ingest_template(twin: LLMTwin, settings: Settings) -> dict[str, Any]:
     return wt.to_dict()
 
 
-def retrain_template(twin: LLMTwin, settings: Settings) -> dict[str, Any]:
+def retrain_template(twin: LLMTwin, settings: PlatformSettings) -> dict[str, Any]:
     """Dataset -> LoRA train -> evaluate vs production -> register; GPU only where it pays."""
     compute = twin.spec.training.resources
     with _template(twin, settings, "retrain", RETRAIN_PARAMS) as wt:
@@ -195,7 +194,7 @@ def retrain_template(twin: LLMTwin, settings: Settings) -> dict[str, Any]:
     return wt.to_dict()
 
 
-def workflow_templates(twin: LLMTwin, settings: Settings) -> list[dict[str, Any]]:
+def workflow_templates(twin: LLMTwin, settings: PlatformSettings) -> list[dict[str, Any]]:
     return [ingest_template(twin, settings), retrain_template(twin, settings)]
 
 
@@ -221,9 +220,9 @@ def build_workflow(
     workflow = Workflow(
         name=workflow_name(twin, kind, dedupe_key),
         namespace=twin.namespace,
-        labels=twin_labels(twin, kind),
-        annotations={"llmtwin.dev/dedupe-key": dedupe_key[:1024]},
-        workflow_template_ref=models.WorkflowTemplateRef(name=template_name(twin, kind)),
+        labels=twin_labels(twin.name, kind),
+        annotations={DEDUPE_KEY_ANNOTATION: dedupe_key[:1024]},
+        workflow_template_ref=models.WorkflowTemplateRef(name=workflow_template_name(twin.name, kind)),
         arguments=[Parameter(name=p, value=values.get(p, "")) for p in expected],
         synchronization=models.Synchronization(mutexes=[models.Mutex(name=mutex)]) if mutex else None,
     )

@@ -6,24 +6,25 @@ from __future__ import annotations
 
 import io
 import time
-import urllib.request
 import uuid
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer
 from minio.notificationconfig import NotificationConfig, QueueConfig, SuffixFilterRule
 
-from tests.cluster.conftest import (
+from tests.cluster.test_operator import apply, twin_doc
+from tests.harness import free_port, wait_for
+from tests.harness.metrics import metric
+from tests.harness.operator import (
     ALERTS_TOPIC,
     DLQ_TOPIC,
+    MINIO_KAFKA_TARGET,
+    OBJECTS_TOPIC,
     PLATFORM_SECRET,
     RESYNC_SECONDS,
     create_s3_secret,
     get_json,
 )
-from tests.cluster.test_operator import apply, twin_doc
-from tests.conftest import MINIO_KAFKA_TARGET, OBJECTS_TOPIC
-from tests.harness import free_port, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.kafka]
 NAMESPACE = "eventplane"
@@ -65,14 +66,7 @@ def twin_configs(minio, bucket: str, name: str) -> list[QueueConfig]:
 
 
 def event_plane_writes(operator) -> float:
-    port = operator.env["LLMTWIN_METRICS_PORT"]
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("llmtwin_operator_api_writes_total{")
-        and any(f'kind="{kind}"' in line for kind in EVENT_PLANE_KINDS)
-    )
+    return sum(metric(operator.metrics_url, "llmtwin_operator_api_writes_total", kind=k) for k in EVENT_PLANE_KINDS)
 
 
 def bucket_states(twin: dict) -> list[tuple[str, str]]:
@@ -139,8 +133,9 @@ def test_new_bucket_is_created_and_notifies_kafka(kube_cluster, operator, namesp
     assert keys == [f"{bucket}/essays/tide.md", f"{bucket}/essays/tide.md"]
 
     # Converged: further reconciles (the resync timer) read but write nothing to MinIO or Kafka.
-    before = event_plane_writes(operator)
+    before, reconciled = event_plane_writes(operator), metric(operator.metrics_url, "llmtwin_operator_reconciles_total")
     time.sleep(RESYNC_SECONDS * 2.5)
+    assert metric(operator.metrics_url, "llmtwin_operator_reconciles_total") >= reconciled + 2
     assert event_plane_writes(operator) == before
 
 
@@ -186,7 +181,7 @@ def test_storage_problems_leave_storage_ready_false_with_the_cause(
     assert operator.proc.poll() is None  # reported, retried by the resync timer, never a crash
 
 
-def test_delete_removes_only_the_twins_own_notification(kube_cluster, namespace, minio_to_kafka, tmp_path):
+def test_delete_removes_only_the_twins_own_notification(kube_cluster, namespace, minio_to_kafka, milvus_server):
     bucket = unique_bucket("shared")
     minio = minio_to_kafka.client()
     minio.make_bucket(bucket)
@@ -200,7 +195,7 @@ def test_delete_removes_only_the_twins_own_notification(kube_cluster, namespace,
         "dropper",
         {"bucket": bucket, "prefix": "drafts/"},
         deletionPolicy="Delete",
-        vectorStore={"uri": str(tmp_path / "milvus.db")},  # Delete also drops the collection: not the repo's
+        vectorStore={"uri": milvus_server.uri},  # Delete also drops the collection: the test server's
     )
     wait_condition(kube_cluster, "keeper", "StorageReady")
     wait_condition(kube_cluster, "dropper", "StorageReady")

@@ -3,20 +3,19 @@ the controller-manager's garbage collector (and real MinIO and Kafka: Ready incl
 
 from __future__ import annotations
 
-import copy
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.cluster.conftest import RESYNC_SECONDS, create_s3_secret, get_json
+from llmtwin.corpus.store import ChunkStore
 from tests.harness import wait_for
+from tests.harness.metrics import metric
+from tests.harness.operator import RESYNC_SECONDS, create_s3_secret, get_json
+from tests.twins import twin_doc as example_doc
 
-pytestmark = [pytest.mark.cluster, pytest.mark.kafka]
-ROOT = Path(__file__).resolve().parents[2]
 CHILD_KINDS = (
     "configmaps",
     "workflowtemplates.argoproj.io",
@@ -28,10 +27,7 @@ CHILD_KINDS = (
 
 
 def twin_doc(name: str, namespace: str = "default", **spec) -> dict:
-    doc = yaml.safe_load((ROOT / "examples/twin.yaml").read_text())
-    doc["metadata"] = {"name": name, "namespace": namespace}
-    doc["spec"].update(spec)
-    return doc
+    return example_doc(name, namespace, **spec)
 
 
 def apply(kube_cluster, doc: dict, check: bool = True) -> subprocess.CompletedProcess:
@@ -57,7 +53,7 @@ def test_apply_creates_owned_children_and_ready_status(kube_cluster, operator):
     twin = get_json(kube_cluster, "llmtwin", "alpha")
     objs = children(kube_cluster, "alpha")
     assert sorted(objs) == sorted(twin["status"]["children"])
-    assert len(objs) == 8
+    assert len(objs) == len(CHILD_KINDS) + 2  # two WorkflowTemplates, two Services
     for obj in objs.values():
         (ref,) = obj["metadata"]["ownerReferences"]
         assert ref["uid"] == twin["metadata"]["uid"] and ref["controller"] is True
@@ -84,6 +80,10 @@ def test_spec_edit_updates_children_and_observed_generation(kube_cluster, operat
     assert rule["spec"]["groups"][0]["rules"][0]["for"] == "300s"
 
 
+def reconciles(operator) -> float:
+    return metric(operator.metrics_url, "llmtwin_operator_reconciles_total")
+
+
 def test_unchanged_twin_reconciles_with_zero_writes(kube_cluster, operator):
     apply(kube_cluster, twin_doc("gamma"))
     wait_ready(kube_cluster, "gamma")
@@ -94,9 +94,13 @@ def test_unchanged_twin_reconciles_with_zero_writes(kube_cluster, operator):
         objs = children(kube_cluster, "gamma")
         return twin["metadata"]["resourceVersion"], {k: v["metadata"]["resourceVersion"] for k, v in objs.items()}
 
-    before = versions()
-    time.sleep(RESYNC_SECONDS * 3)  # at least two resync reconciles run in between
+    before, reconciled = versions(), reconciles(operator)
+    writes = metric(operator.metrics_url, "llmtwin_operator_api_writes_total")
+    time.sleep(RESYNC_SECONDS * 3)
+    # Reconciles did run in between (the resync timer), and none of them wrote anything.
+    assert reconciles(operator) >= reconciled + 2
     assert versions() == before
+    assert metric(operator.metrics_url, "llmtwin_operator_api_writes_total") == writes
 
 
 def test_manual_edit_of_a_child_is_reverted(kube_cluster, operator):
@@ -148,10 +152,17 @@ def test_missing_secret_is_degraded_then_recovers(kube_cluster, operator, minio_
     degraded = next(c for c in twin["status"]["conditions"] if c["type"] == "Degraded")
     assert "credentialsSecretRef" in degraded["message"] and "epsilon-s3" in degraded["message"]
     assert twin["status"]["phase"] == "Degraded"
-    events = kube_cluster.kubectl("get", "events", "--field-selector", "involvedObject.name=epsilon").stdout
-    assert "Degraded" in events
+    time.sleep(RESYNC_SECONDS * 3)  # resyncs of the same problem post nothing more
+
+    def events(reason: str) -> list[dict]:
+        items = get_json(kube_cluster, "events", "--field-selector", "involvedObject.name=epsilon")["items"]
+        return [e for e in items if e["reason"] == reason]
+
+    (warning,) = events("SecretMissing")
+    assert warning["type"] == "Warning" and warning.get("count", 1) == 1 and "epsilon-s3" in warning["message"]
     create_s3_secret(kube_cluster, minio_to_kafka, "epsilon-s3")
     wait_ready(kube_cluster, "epsilon")  # the resync timer notices the Secret
+    wait_for(lambda: events("Reconciled"), timeout=10, what="a Normal event on becoming Ready")
 
 
 def test_delete_runs_finalizer_and_collects_children(kube_cluster, operator):
@@ -164,23 +175,31 @@ def test_delete_runs_finalizer_and_collects_children(kube_cluster, operator):
 
 
 def test_operator_killed_mid_reconcile_converges_without_duplicates(kube_cluster, operator):
-    names = [f"crash-{i}" for i in range(6)]
-    for name in names:
-        apply(kube_cluster, twin_doc(name))
-    time.sleep(0.5)
-    operator.kill()  # SIGKILL while those are being reconciled
+    names = [f"crash-{i}" for i in range(12)]
+    writes = metric(operator.metrics_url, "llmtwin_operator_api_writes_total")
+    kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([twin_doc(n) for n in names]))
+    # SIGKILL as soon as the operator has started writing the new twins' children.
+    wait_for(
+        lambda: metric(operator.metrics_url, "llmtwin_operator_api_writes_total") > writes,
+        timeout=30,
+        interval=0.02,
+        what="the first child write",
+    )
+    operator.kill()
+    ready = [n for n in names if get_json(kube_cluster, "llmtwin", n).get("status", {}).get("phase") == "Ready"]
+    assert len(ready) < len(names), "every reconcile had finished: the kill did not interrupt one"
     operator.start()
     for name in names:
         wait_ready(kube_cluster, name, timeout=90)
         objs = children(kube_cluster, name)
-        assert len(objs) == 8, sorted(objs)
+        assert len(objs) == len(CHILD_KINDS) + 2, sorted(objs)
         twin = get_json(kube_cluster, "llmtwin", name)
         assert all(o["metadata"]["ownerReferences"][0]["uid"] == twin["metadata"]["uid"] for o in objs.values())
 
 
 def test_rendered_children_pass_the_real_crd_schemas_with_the_server(kube_cluster, tmp_path):
     """`llmtwin render` output is accepted by server-side dry-run (Argo/Rollouts/Prometheus schemas)."""
-    doc = copy.deepcopy(twin_doc("render-check"))
+    doc = twin_doc("render-check")
     (tmp_path / "twin.yaml").write_text(yaml.safe_dump(doc))
     rendered = subprocess.run(
         [sys.executable, "-m", "llmtwin.cli", "render", "-f", str(tmp_path / "twin.yaml")],
@@ -189,24 +208,37 @@ def test_rendered_children_pass_the_real_crd_schemas_with_the_server(kube_cluste
         check=True,
     ).stdout
     result = kube_cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered)
-    assert result.stdout.count("(server dry run)") == 8
+    assert result.stdout.count("(server dry run)") == len(CHILD_KINDS) + 2
 
 
-def milvus_lite(db, code: str) -> str:
-    """Run pymilvus code in a child process: Milvus Lite locks its file for the whole process lifetime."""
-    script = f"from pymilvus import MilvusClient\nclient = MilvusClient({str(db)!r})\n{code}"
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
-
-
-def test_delete_policy_delete_drops_the_milvus_collection(kube_cluster, operator, tmp_path):
-    db = tmp_path / "milvus.db"
-    create = f"from llmtwin.workflows.ingest.store import ChunkStore\nChunkStore({str(db)!r}, 'twin_default_eta', 384)"
-    milvus_lite(db, create)
-    assert milvus_lite(db, "print(client.has_collection('twin_default_eta'))").strip() == "True"
-    apply(kube_cluster, twin_doc("eta", deletionPolicy="Delete", vectorStore={"uri": str(db)}))
+def test_delete_policy_delete_drops_the_milvus_collection(kube_cluster, operator, milvus_server):
+    ChunkStore(milvus_server.uri, "twin_default_eta", 384)
+    assert milvus_server.client().has_collection("twin_default_eta")
+    apply(kube_cluster, twin_doc("eta", deletionPolicy="Delete", vectorStore={"uri": milvus_server.uri}))
     wait_ready(kube_cluster, "eta")
     kube_cluster.kubectl("delete", "llmtwin", "eta", "--timeout=90s")
+    assert not milvus_server.client().has_collection("twin_default_eta")
     assert "dropped Milvus collection twin_default_eta" in operator.log_tail(400)
-    operator.kill()  # Milvus Lite keeps its file locked by the operator process until it exits
-    operator.start()
-    assert milvus_lite(db, "print(client.has_collection('twin_default_eta'))").strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("embeddingModel", "BAAI/bge-small-en-v1.5"), ("dimension", 768), ("metric", "IP"), ("collection", "other")],
+)
+def test_fields_that_define_the_collection_cannot_change(kube_cluster, field, value):
+    """Changing them after creation would leave the stored chunks unreadable or orphaned: the API
+    server refuses the update and names the field (a CEL transition rule from the typed model)."""
+    name = f"fixed-{field.lower()}"
+    apply(kube_cluster, twin_doc(name))
+    edited = twin_doc(name)
+    edited["spec"]["vectorStore"][field] = value
+    result = apply(kube_cluster, edited, check=False)
+    assert result.returncode != 0
+    assert f"spec.vectorStore.{field}" in result.stderr and "immutable" in result.stderr, result.stderr
+    live = get_json(kube_cluster, "llmtwin", name)["spec"]["vectorStore"]
+    assert live.get(field) != value
+    # Everything else stays editable.
+    edited = twin_doc(name)
+    edited["spec"]["vectorStore"]["chunkSize"] = 512
+    apply(kube_cluster, edited)
+    kube_cluster.kubectl("delete", "llmtwin", name, "--wait=false")

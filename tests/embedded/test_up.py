@@ -12,15 +12,15 @@ import pytest
 import yaml
 
 from tests.harness import free_port, wait_for
+from tests.twins import ROOT, twin_doc
 
-pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.slow, pytest.mark.models]
 CLI = [sys.executable, "-m", "llmtwin.cli"]
 
 
 @pytest.fixture
 def twin_file(tmp_path) -> Path:
-    doc = yaml.safe_load((ROOT / "examples/twin.yaml").read_text())
+    doc = twin_doc()
     doc["spec"]["vectorStore"]["uri"] = str(tmp_path / "milvus.db")
     path = tmp_path / "twin.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -87,26 +87,30 @@ def test_up_learns_dropped_files_and_resumes_after_restart(tmp_path, twin_file):
 
 
 def test_up_once_ingests_a_minio_source(tmp_path, twin_file, minio_server):
-    """A source that names an endpoint is read from MinIO (credentials from the environment here)."""
+    """A source that names an endpoint is read from MinIO with its Secret, here a folder laid out as the
+    kubelet mounts Secrets (<secrets-dir>/<name>/<key>): the same reader a workflow pod uses."""
     import io
 
     doc = yaml.safe_load(twin_file.read_text())
-    doc["spec"]["sources"] = [
-        {"bucket": "posts", "endpoint": minio_server.endpoint, "credentialsSecretRef": {"name": "unused-locally"}}
-    ]
+    ref = {"name": "posts-s3", "accessKeyKey": "id", "secretKeyKey": "key"}
+    doc["spec"]["sources"] = [{"bucket": "posts", "endpoint": minio_server.endpoint, "credentialsSecretRef": ref}]
     twin_file.write_text(yaml.safe_dump(doc))
     client = minio_server.client()
     client.make_bucket("posts")
     for name in ("posts.jsonl", "gulls.md"):
         data = (ROOT / "examples/corpus" / name).read_bytes()
         client.put_object("posts", f"2026/{name}", io.BytesIO(data), len(data))
-    env = {
-        **os.environ,
-        "LLMTWIN_S3_ACCESS_KEY": minio_server.access_key,
-        "LLMTWIN_S3_SECRET_KEY": minio_server.secret_key,
-    }
-    result = run("up", "-f", str(twin_file), "--data-dir", str(tmp_path / "d"), "--once", env=env)
+    data_dir = tmp_path / "d"
+    without = run("up", "-f", str(twin_file), "--data-dir", str(data_dir), "--once")
+    assert "Secret posts-s3 is not mounted" in without.stderr  # both objects failed, nothing recorded as done
+
+    secret = tmp_path / "secrets" / "posts-s3"
+    secret.mkdir(parents=True)
+    (secret / "id").write_text(minio_server.access_key)
+    (secret / "key").write_text(minio_server.secret_key)
+    args = ["--data-dir", str(data_dir), "--secrets-dir", str(tmp_path / "secrets"), "--once"]
+    result = run("up", "-f", str(twin_file), *args)
     assert result.returncode == 0, result.stderr
     assert "'ingested': 2" in result.stderr
-    top = ask(twin_file, tmp_path / "d", "When does the winter ferry leave?")["sources"][0]
+    top = ask(twin_file, data_dir, "When does the winter ferry leave?")["sources"][0]
     assert top["source"] == "posts/2026/posts.jsonl"

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import signal
 import uuid
-from pathlib import Path
 
 import pytest
 import yaml
 
-from llmtwin.api.v1alpha1 import SourceSpec
-from llmtwin.operator.eventplane import ensure_bucket_notification, ensure_topics, kafka_target_arn
-from llmtwin.settings import Settings
-from tests.conftest import MINIO_KAFKA_TARGET, OBJECTS_TOPIC
+from llmtwin.operator.eventplane.topics import ensure_topics
 from tests.harness import free_port
+from tests.harness.minio import notify_kafka
+from tests.harness.operator import MINIO_KAFKA_TARGET, OBJECTS_TOPIC
 from tests.harness.process import CliProcess
+from tests.twins import ROOT
+from tests.twins import twin_doc as example_doc
 
-ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "events"
 TWIN = "scribe"
 BUCKET = "scribe-notes"
@@ -28,9 +27,7 @@ WEBHOOK_TOKEN = "test-token-" + uuid.uuid4().hex[:8]
 
 
 def twin_doc(name: str, bucket: str, cooldown: str = "1h") -> dict:
-    doc = yaml.safe_load((ROOT / "examples/twin.yaml").read_text())
-    doc["metadata"] = {"name": name, "namespace": NAMESPACE}
-    doc["spec"]["sources"] = [{"bucket": bucket}]
+    doc = example_doc(name, NAMESPACE, sources=[{"bucket": bucket}])
     doc["spec"]["training"]["cooldown"] = cooldown
     return doc
 
@@ -45,8 +42,7 @@ def event_plane(kube_cluster, kafka_broker, minio_to_kafka):
     client = minio_to_kafka.client()
     if not client.bucket_exists(BUCKET):
         client.make_bucket(BUCKET)
-    arn = kafka_target_arn(Settings(minio_kafka_target=MINIO_KAFKA_TARGET))
-    ensure_bucket_notification(client, SourceSpec(bucket=BUCKET), arn)
+    notify_kafka(client, BUCKET, MINIO_KAFKA_TARGET)
     return client
 
 

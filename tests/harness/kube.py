@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from tests.harness import free_port, stop_process_group
+from tests.twins import ROOT
 
-ROOT = Path(os.environ.get("LLMTWIN_ROOT", Path(__file__).resolve().parents[2]))
 CACHE = Path(os.environ.get("LLMTWIN_CACHE", Path.home() / ".cache" / "llmtwin"))
 BIN = CACHE / "bin"
 CRD_DIRS = ("argo-workflows", "argo-rollouts", "prometheus-operator")
@@ -264,7 +264,8 @@ class KubeCluster:
 
 
 def server_fixture(server):
-    """Session fixture body for any harness server: started, or skipped (failed in CI) when missing."""
+    """Session fixture body for any harness server: started, or skipped (failed in CI) when its build
+    is missing. A server whose start fails is stopped (its processes killed), never orphaned."""
     import pytest
 
     try:
@@ -274,5 +275,10 @@ def server_fixture(server):
         if os.environ.get("LLMTWIN_REQUIRE_INFRA"):
             pytest.fail(str(exc))
         pytest.skip(str(exc))
-    yield server
-    server.stop()
+    except BaseException:
+        server.stop()
+        raise
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -82,3 +82,14 @@ def kafka_notify_env(target_id: str, bootstrap: str, topic: str, queue_dir: Path
         f"MINIO_NOTIFY_KAFKA_TOPIC_{suffix}": topic,
         f"MINIO_NOTIFY_KAFKA_QUEUE_DIR_{suffix}": str(queue_dir),
     }
+
+
+def notify_kafka(client, bucket: str, target_id: str, prefix: str = "", suffix: str = "") -> None:
+    """Make `bucket` notify MinIO's Kafka target `target_id` of creates and removals, with a config owned
+    by no twin (what the operator does for a twin, for tests and benchmarks that run without it)."""
+    from llmtwin.api.v1alpha1 import SourceSpec
+    from llmtwin.operator.eventplane.buckets import put_queue_configs
+    from llmtwin.operator.eventplane.plan import desired_queue_config, kafka_target_arn
+
+    wanted = desired_queue_config(SourceSpec(bucket=bucket, prefix=prefix, suffix=suffix), kafka_target_arn(target_id))
+    put_queue_configs(client, bucket, [wanted], lambda config_id: config_id == wanted.config_id)

@@ -12,9 +12,13 @@ from pathlib import Path
 
 
 class CliProcess:
-    """`python -m llmtwin.cli <args>`; live when `health_url` answers. Restartable, killable by signal."""
+    """`python -m llmtwin.cli <args>`; live when `health_url` answers. Restartable, killable by signal.
+    `python`: another interpreter (an image's virtualenv); default: the one running the tests."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_dir: Path, health_url: str, name: str):
+    def __init__(
+        self, args: list[str], env: dict[str, str], log_dir: Path, health_url: str, name: str, python: str | None = None
+    ):
+        self.python = python or sys.executable
         self.args = args
         self.env = env
         self.log_dir = log_dir
@@ -31,21 +35,23 @@ class CliProcess:
         self.starts += 1
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llmtwin.cli", *self.args],
+            [self.python, "-m", "llmtwin.cli", *self.args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env},
+            cwd=self.log_dir,  # not the checkout: an image's interpreter must import its installed copy
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.log_tail()}")
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}): {self.log_tail()}")
             try:
                 urllib.request.urlopen(self.health_url, timeout=1)
                 return
             except OSError:
                 time.sleep(0.3)
+        self.kill()  # never leave a half-started process behind
         raise RuntimeError(f"{self.name} not live after {timeout} s: {self.log_tail()}")
 
     def kill(self, sig: int = signal.SIGKILL) -> None:

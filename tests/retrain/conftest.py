@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 from pathlib import Path
@@ -10,19 +9,18 @@ from pathlib import Path
 import pytest
 
 from llmtwin.api.v1alpha1 import LLMTwin
-from llmtwin.settings import Settings
-from llmtwin.workflows.ingest.embed import embedder_for
-from llmtwin.workflows.ingest.objects import FolderStore
+from llmtwin.config import PlatformSettings
+from llmtwin.corpus.embed import embedder_for
+from llmtwin.corpus.store import store_for
+from llmtwin.sources.credentials import SecretFiles
+from llmtwin.sources.objects import FolderStore, ObjectStores
 from llmtwin.workflows.ingest.pipeline import IngestPipeline
-from llmtwin.workflows.ingest.store import store_for
 from llmtwin.workflows.retrain.workspace import RetrainWorkspace
+from llmtwin.workflows.status import FileStatusReporter, StatusReporter
 from llmtwin.workflows.steps import StepContext
 from tests.harness.kube import server_fixture
 from tests.harness.mlflow import MlflowServer
 from tests.retrain.tiny import author_document, build_tiny_model, tiny_twin
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 DOCUMENTS = 14
 
@@ -70,7 +68,10 @@ def twin(make_twin, corpus_dir) -> LLMTwin:
     """The default test twin, its corpus ingested into Milvus Lite by the real ingest pipeline."""
     twin = make_twin()
     pipeline = IngestPipeline(
-        twin, FolderStore(corpus_dir), store_for(twin), embedder_for(twin.spec.vector_store.embedding_model)
+        twin,
+        lambda source: FolderStore(corpus_dir),
+        store_for(twin),
+        embedder_for(twin.spec.vector_store.embedding_model),
     )
     for path in sorted((corpus_dir / "essays").rglob("*.md")):
         assert pipeline.put("essays", str(path.relative_to(corpus_dir / "essays"))).outcome == "ingested"
@@ -84,15 +85,14 @@ def mlflow_server():
 
 
 @pytest.fixture
-def settings(mlflow_server) -> Settings:
-    return Settings(mlflow_tracking_uri=mlflow_server.tracking_uri)
+def settings(mlflow_server) -> PlatformSettings:
+    return PlatformSettings(mlflow_tracking_uri=mlflow_server.tracking_uri)
 
 
 @pytest.fixture
-def status_file(tmp_path, monkeypatch) -> Path:
-    path = tmp_path / "status.json"
-    monkeypatch.setenv("LLMTWIN_STATUS_SINK", f"file:{path}")
-    return path
+def status_file(tmp_path) -> Path:
+    """Where the steps of `step_context(..., status=FileStatusReporter(status_file))` report."""
+    return tmp_path / "status.json"
 
 
 @pytest.fixture(scope="session")
@@ -100,9 +100,9 @@ def built_dataset(tmp_path_factory, twin) -> RetrainWorkspace:
     """The dataset step run once; tests that train copy it into their own workspace."""
     from llmtwin.workflows.steps import run_step
 
-    workspace = tmp_path_factory.mktemp("dataset-workspace")
-    run_step("retrain-dataset", {}, StepContext(twin=twin, workspace=workspace, settings=Settings()))
-    return RetrainWorkspace(workspace)
+    workspace = RetrainWorkspace(tmp_path_factory.mktemp("dataset-workspace"))
+    run_step("retrain-dataset", {}, step_context(twin, workspace))
+    return workspace
 
 
 @pytest.fixture
@@ -113,5 +113,17 @@ def workspace(tmp_path, built_dataset) -> RetrainWorkspace:
     return target
 
 
-def step_context(twin: LLMTwin, workspace: RetrainWorkspace, settings: Settings | None = None) -> StepContext:
-    return StepContext(twin=twin, workspace=workspace.root, settings=settings or Settings())
+def step_context(
+    twin: LLMTwin,
+    workspace: RetrainWorkspace,
+    settings: PlatformSettings | None = None,
+    status: StatusReporter | None = None,
+) -> StepContext:
+    """What a retrain step gets on this machine (no object store: the retrain reads the collection)."""
+    return StepContext(
+        twin=twin,
+        workspace=workspace.root,
+        settings=settings or PlatformSettings(),
+        status=status or FileStatusReporter(workspace.root / "status.json"),
+        objects=ObjectStores("http://unused:9000", "unused", SecretFiles(workspace.root / "secrets")),
+    )

@@ -14,6 +14,7 @@ from llmtwin.cli import app
 from llmtwin.workflows.retrain.dataset import read_jsonl
 from llmtwin.workflows.retrain.registry import CANDIDATE_ALIAS, experiment_name, registered_model_name
 from llmtwin.workflows.retrain.workspace import RetrainWorkspace
+from llmtwin.workflows.status import FileStatusReporter
 from llmtwin.workflows.steps import run_step
 from tests.retrain.conftest import step_context
 from tests.retrain.tiny import noise_text
@@ -27,8 +28,7 @@ def twin_file(twin, path: Path) -> Path:
 
 
 def run_cli(args: list[str], tracking_uri: str):
-    # LLMTWIN_STATUS_SINK: None = unset during the run and restored after (the command sets its own).
-    env = {"MLFLOW_TRACKING_URI": tracking_uri, "LLMTWIN_STATUS_SINK": None}
+    env = {"MLFLOW_TRACKING_URI": tracking_uri}
     return CliRunner().invoke(app, args, env=env, catch_exceptions=False)
 
 
@@ -98,7 +98,7 @@ def test_the_gate_refuses_a_candidate_trained_on_noise(trained, twin, settings, 
     rolled_out = twin.model_copy(deep=True)
     rolled_out.status.model_version = production  # the serving rollout made the first candidate production
     workspace = RetrainWorkspace(tmp_path / "sabotage")
-    context = step_context(rolled_out, workspace, settings)
+    context = step_context(rolled_out, workspace, settings, FileStatusReporter(status_file))
     params = {"event_id": "drift-2", "reason": "sabotage"}
     run_step("retrain-dataset", params, context)
     rng = random.Random(3)

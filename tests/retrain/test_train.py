@@ -12,7 +12,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from llmtwin.workflows.retrain.base import ConfigError, detect_precision, load_base_model, load_tokenizer
+from llmtwin.api.errors import SpecError
+from llmtwin.workflows.retrain.base import detect_precision, load_base_model, load_tokenizer
 from llmtwin.workflows.retrain.dataset import read_jsonl
 from llmtwin.workflows.retrain.packing import collate, tokenize
 from llmtwin.workflows.retrain.train import completed_checkpoints, train_adapter
@@ -54,13 +55,12 @@ def test_lora_lowers_the_loss_and_the_saved_adapter_reloads_with_identical_logit
     [
         ({"lora": {"r": 8, "targetModules": ["q_proj", "qkv_fused"]}}, "spec.training.lora.targetModules"),
         ({"maxSeqLength": 4096}, "spec.training.maxSeqLength"),
-        ({"dataset": {"minChars": 500, "maxChars": 300}}, "spec.training.dataset.minChars"),
     ],
 )
 def test_bad_training_config_fails_before_any_work_naming_the_field(make_twin, workspace, spec, field):
     bad = make_twin(**spec)
     for step_name in ("retrain-dataset", "retrain-train"):
-        with pytest.raises(ConfigError) as failure:
+        with pytest.raises(SpecError) as failure:
             run_step(step_name, {}, step_context(bad, workspace))
         assert failure.value.field == field and str(failure.value).startswith(field)
     assert not workspace.train_dir.exists()
@@ -69,7 +69,7 @@ def test_bad_training_config_fails_before_any_work_naming_the_field(make_twin, w
 def test_a_missing_base_model_fails_naming_the_field(make_twin, workspace, tmp_path):
     missing = make_twin()
     missing.spec.base_model.id = str(tmp_path / "no-such-model")
-    with pytest.raises(ConfigError, match=r"^spec\.baseModel\.id: no model directory"):
+    with pytest.raises(SpecError, match=r"^spec\.baseModel\.id: no model directory"):
         run_step("retrain-train", {}, step_context(missing, workspace))
     assert not workspace.train_dir.exists()
 
@@ -78,6 +78,12 @@ def test_rank_zero_is_refused_by_the_schema_naming_the_field(make_twin):
     with pytest.raises(ValidationError) as failure:
         make_twin(lora={"r": 0, "targetModules": ALL_LINEAR})
     assert [e["loc"] for e in failure.value.errors()] == [("spec", "training", "lora", "r")]
+
+
+def test_min_chars_over_max_chars_is_refused_by_the_schema(make_twin):
+    with pytest.raises(ValidationError) as failure:
+        make_twin(dataset={"minChars": 500, "maxChars": 300})
+    assert [e["loc"] for e in failure.value.errors()] == [("spec", "training", "dataset")]
 
 
 @pytest.mark.slow

@@ -1,19 +1,17 @@
-"""The typed API and the CRD generated from it."""
-
-from pathlib import Path
+"""The typed API, its validation, names and conditions, and the CRD generated from it."""
 
 import pytest
-import yaml
 from pydantic import ValidationError
 
+from llmtwin.api.conditions import ConditionType, Reason, find_condition, set_condition
 from llmtwin.api.crd import CRD_FILE, crd_manifest, render_crd_yaml
-from llmtwin.api.v1alpha1 import LLMTwin, LLMTwinSpec, duration_seconds
+from llmtwin.api.v1alpha1 import IMMUTABLE_VECTOR_STORE_FIELDS, LLMTwin, LLMTwinSpec, duration_seconds
+from llmtwin.api.validation import ModelFacts, spec_problems, training_problems
+from tests.twins import ROOT, example_twin, twin_doc
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def example() -> dict:
-    return yaml.safe_load((ROOT / "examples/twin.yaml").read_text())
+def crd_schema() -> dict:
+    return crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
 def test_checked_in_crd_matches_the_models():
@@ -21,7 +19,7 @@ def test_checked_in_crd_matches_the_models():
 
 
 def test_example_validates_and_fills_defaults():
-    twin = LLMTwin.model_validate(example())
+    twin = example_twin()
     assert twin.spec.serving.canary.steps[0].set_weight == 10
     assert twin.spec.drift.for_ == "10m"
     assert twin.collection == "twin_default_demo"
@@ -32,31 +30,33 @@ def test_example_validates_and_fills_defaults():
 
 
 @pytest.mark.parametrize(
-    ("path", "value", "field"),
+    ("path", "value", "location"),
     [
-        (("training", "lora", "r"), -1, "r"),
-        (("serving", "engine"), "triton", "engine"),
-        (("serving", "canary", "steps"), [{"setWeight": 50}, {"setWeight": 10}], "steps"),
-        (("sources",), [], "sources"),
-        (("sources",), [{"prefix": "x"}], "bucket"),
-        (("vectorStore", "chunkOverlap"), 512, "chunkOverlap"),
-        (("serving", "autoscaling"), {"minReplicas": 3, "maxReplicas": 1}, "minReplicas"),
-        (("training", "cooldown"), "soon", "cooldown"),
+        (("training", "lora", "r"), -1, "spec.training.lora.r"),
+        (("serving", "engine"), "triton", "spec.serving.engine"),
+        (("serving", "canary", "steps"), [{"setWeight": 50}, {"setWeight": 10}], "spec.serving.canary.steps"),
+        (("sources",), [], "spec.sources"),
+        (("sources",), [{"prefix": "x"}], "spec.sources.0.bucket"),
+        (("vectorStore", "chunkOverlap"), 512, "spec.vectorStore"),
+        (("serving", "autoscaling"), {"minReplicas": 3, "maxReplicas": 1}, "spec.serving.autoscaling"),
+        (("training", "cooldown"), "soon", "spec.training.cooldown"),
+        (("training", "dataset"), {"minChars": 500, "maxChars": 100}, "spec.training.dataset"),
     ],
 )
-def test_invalid_specs_name_the_field(path, value, field):
-    doc = example()
+def test_invalid_specs_name_the_field(path, value, location):
+    doc = twin_doc()
     node = doc["spec"]
     for key in path[:-1]:
         node = node.setdefault(key, {})
     node[path[-1]] = value
     with pytest.raises(ValidationError) as info:
         LLMTwin.model_validate(doc)
-    assert field in str(info.value)
+    locations = {".".join(str(p) for p in error["loc"]) for error in info.value.errors()}
+    assert location in locations, locations
 
 
 def test_crd_schema_is_structural():
-    schema = crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    schema = crd_schema()
 
     def walk(node, where="root"):
         assert "$ref" not in node and "anyOf" not in node, where
@@ -75,6 +75,73 @@ def test_crd_schema_is_structural():
     assert any("setWeight" in rule["rule"] for rule in canary["x-kubernetes-validations"])
     lora_r = spec["properties"]["training"]["properties"]["lora"]["properties"]["r"]
     assert lora_r["minimum"] == 1 and lora_r["default"] == 16
+
+
+def test_every_field_of_the_crd_has_a_description():
+    """`kubectl explain llmtwin.spec.<anything>` has something to say."""
+    missing = []
+
+    def walk(node, where):
+        for key, sub in node.get("properties", {}).items():
+            if not sub.get("description", "").strip():
+                missing.append(f"{where}.{key}")
+            walk(sub, f"{where}.{key}")
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{where}[]")
+
+    walk(crd_schema(), "")
+    assert missing == [".metadata"]  # the API server forbids describing it (it is implicitly specified)
+
+
+def test_fields_that_define_the_collection_carry_transition_rules():
+    rules = crd_schema()["properties"]["spec"]["properties"]["vectorStore"]["x-kubernetes-validations"]
+    transition = {r["fieldPath"]: r["rule"] for r in rules if "oldSelf" in r["rule"]}
+    assert set(transition) == {f".{f}" for f in IMMUTABLE_VECTOR_STORE_FIELDS}
+    assert {"collection", "embeddingModel", "dimension", "metric"} <= set(IMMUTABLE_VECTOR_STORE_FIELDS)
+    # The optional one also may not appear or disappear (that changes the derived name).
+    assert "has(oldSelf.collection)" in transition[".collection"]
+
+
+def test_spec_problems_name_their_field():
+    bad = example_twin(
+        sources=[{"bucket": "essays"}, {"bucket": "essays"}],
+        serving={"replicas": 5, "maxInputTokens": 4096, "maxTotalTokens": 1024},
+    )
+    assert {p.field for p in spec_problems(bad)} == {
+        "spec.sources[1]",
+        "spec.serving.replicas",
+        "spec.serving.maxInputTokens",
+    }
+    assert spec_problems(example_twin()) == []
+    # One bucket name on two endpoints is two buckets.
+    two_endpoints = example_twin(
+        sources=[
+            {"bucket": "essays"},
+            {"bucket": "essays", "endpoint": "http://b:9000", "credentialsSecretRef": {"name": "b"}},
+        ]
+    )
+    assert spec_problems(two_endpoints) == []
+
+
+def test_training_problems_compare_the_spec_with_the_model():
+    twin = example_twin(training={"lora": {"targetModules": ["q_proj", "w_pack"]}, "maxSeqLength": 4096})
+    facts = ModelFacts(linear_modules=frozenset({"q_proj", "v_proj"}), context_length=2048)
+    problems = {p.field: p.message for p in training_problems(twin, facts)}
+    assert "w_pack" in problems["spec.training.lora.targetModules"]
+    assert "2048" in problems["spec.training.maxSeqLength"]
+    fits = ModelFacts(linear_modules=frozenset({"q_proj", "w_pack"}), context_length=8192)
+    assert training_problems(twin, fits) == []
+
+
+def test_conditions_move_their_transition_time_only_on_a_status_change():
+    ticks = iter(["t1", "t2", "t3"])
+    clock = lambda: next(ticks)  # noqa: E731
+    conditions = set_condition([], ConditionType.READY, "False", Reason.STORAGE_NOT_READY, "waiting", clock=clock)
+    conditions = set_condition(conditions, ConditionType.READY, "False", Reason.DEGRADED, "other", clock=clock)
+    assert find_condition(conditions, "Ready")["lastTransitionTime"] == "t1"
+    conditions = set_condition(conditions, ConditionType.READY, "True", Reason.RECONCILED, clock=clock)
+    ready = find_condition(conditions, "Ready")
+    assert (ready["lastTransitionTime"], ready["reason"]) == ("t2", "Reconciled")
 
 
 def test_durations():

@@ -5,23 +5,20 @@ import base64
 import pytest
 from minio.notificationconfig import PrefixFilterRule, QueueConfig
 
+from llmtwin.api.conditions import Reason
 from llmtwin.api.v1alpha1 import LLMTwin, LLMTwinStatus, ObjectMeta, SecretKeyRef, SourceSpec
-from llmtwin.operator.eventplane import (
-    SECRET_INVALID,
-    WiringError,
+from llmtwin.operator.eventplane.plan import (
     buckets_of,
     config_id,
-    credentials_from_secret,
     desired_queue_config,
     dropped_buckets,
     kafka_target_arn,
     owned_by,
     planned_queue_configs,
-    secret_ref,
     twin_config_prefix,
 )
-from llmtwin.settings import Settings
-from tests.unit.test_builders import twin as example_twin
+from llmtwin.sources.credentials import CredentialsError, SecretFiles, credentials_from_secret_data, secret_ref
+from tests.twins import example_twin
 
 ARN = "arn:minio:sqs::llmtwin:kafka"
 
@@ -34,29 +31,44 @@ def b64(value: str) -> str:
     return base64.b64encode(value.encode()).decode()
 
 
-def test_the_arn_names_minios_kafka_target_from_settings():
-    assert kafka_target_arn(Settings(minio_kafka_target="llmtwin")) == ARN
+def test_the_arn_names_minios_kafka_target():
+    assert kafka_target_arn("llmtwin") == ARN
 
 
 def test_credentials_come_from_the_sources_secret_else_the_platform_one():
-    settings = Settings(s3_secret="platform-s3")
-    assert secret_ref(SourceSpec(bucket="essays"), settings) == SecretKeyRef(
+    assert secret_ref(SourceSpec(bucket="essays"), "platform-s3") == SecretKeyRef(
         name="platform-s3", access_key_key="accessKey", secret_key_key="secretKey"
     )
     own = SecretKeyRef(name="mine", access_key_key="id", secret_key_key="key")
-    assert secret_ref(SourceSpec(bucket="essays", credentials_secret_ref=own), settings) is own
+    assert secret_ref(SourceSpec(bucket="essays", credentials_secret_ref=own), "platform-s3") is own
 
 
 def test_secret_data_is_decoded_with_the_refs_key_names():
     ref = SecretKeyRef(name="mine", access_key_key="id", secret_key_key="key")
-    credentials = credentials_from_secret({"id": b64("AKIA"), "key": b64("s3cr3t")}, ref)
+    credentials = credentials_from_secret_data({"id": b64("AKIA"), "key": b64("s3cr3t")}, ref)
     assert (credentials.access_key, credentials.secret_key) == ("AKIA", "s3cr3t")
+    assert "s3cr3t" not in repr(credentials)
+
+
+def test_mounted_secret_files_are_read_with_the_refs_key_names(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "id").write_text("AKIA\n")
+    (tmp_path / "mine" / "key").write_text("s3cr3t")
+    files = SecretFiles(tmp_path)
+    credentials = files.credentials(SecretKeyRef(name="mine", access_key_key="id", secret_key_key="key"))
+    assert (credentials.access_key, credentials.secret_key) == ("AKIA", "s3cr3t")
+    with pytest.raises(CredentialsError) as missing:
+        files.credentials(SecretKeyRef(name="absent"))
+    assert missing.value.reason == Reason.SECRET_MISSING
+    with pytest.raises(CredentialsError) as invalid:
+        files.credentials(SecretKeyRef(name="mine"))  # default key names: accessKey, secretKey
+    assert invalid.value.reason == Reason.SECRET_INVALID and "accessKey" in invalid.value.detail
 
 
 def test_a_secret_without_a_key_names_the_key_and_never_a_value():
-    with pytest.raises(WiringError) as raised:
-        credentials_from_secret({"accessKey": b64("AKIA")}, SecretKeyRef(name="platform-s3"))
-    assert raised.value.reason == SECRET_INVALID
+    with pytest.raises(CredentialsError) as raised:
+        credentials_from_secret_data({"accessKey": b64("AKIA")}, SecretKeyRef(name="platform-s3"))
+    assert raised.value.reason == Reason.SECRET_INVALID
     assert "platform-s3" in str(raised.value) and "secretKey" in str(raised.value)
     assert "AKIA" not in str(raised.value)
 
@@ -121,14 +133,13 @@ def test_removing_a_twins_configs_keeps_the_rest_or_leaves_nothing():
 
 
 def test_sources_are_grouped_per_endpoint_and_bucket():
-    settings = Settings(s3_endpoint="http://minio:9000")
     sources = [
         {"bucket": "essays", "prefix": "notes/"},
         {"bucket": "essays", "prefix": "drafts/"},
         {"bucket": "essays", "endpoint": "https://s3.example", "credentialsSecretRef": {"name": "ext"}},
         {"bucket": "letters"},
     ]
-    groups = buckets_of(twin(sources=sources), settings)
+    groups = buckets_of(twin(sources=sources), "http://minio:9000")
     assert {key: [s.prefix for s in group] for key, group in groups.items()} == {
         ("http://minio:9000", "essays"): ["notes/", "drafts/"],
         ("https://s3.example", "essays"): [""],
@@ -137,7 +148,6 @@ def test_sources_are_grouped_per_endpoint_and_bucket():
 
 
 def test_buckets_dropped_from_the_spec_are_found_where_they_were_wired():
-    settings = Settings(s3_endpoint="http://minio:9000", s3_secret="platform-s3")
     wired = [
         {"bucket": "essays", "endpoint": "http://minio:9000", "credentialsSecretRef": {"name": "platform-s3"}},
         {"bucket": "letters", "endpoint": "https://s3.example", "credentialsSecretRef": {"name": "ext"}},
@@ -146,11 +156,11 @@ def test_buckets_dropped_from_the_spec_are_found_where_they_were_wired():
     current = twin(sources=[{"bucket": "essays"}]).model_copy(
         update={"status": LLMTwinStatus(buckets=[{**b, "state": "Notifying"} for b in wired])}
     )
-    dropped = dropped_buckets(current, settings)
+    dropped = dropped_buckets(current, "http://minio:9000")
     assert list(dropped) == [("https://s3.example", "letters"), ("https://s3.example", "essays")]
     (letters,) = dropped["https://s3.example", "letters"]
     assert (letters.bucket, letters.endpoint) == ("letters", "https://s3.example")
-    assert secret_ref(letters, settings).name == "ext"  # the Secret it was wired with, not the platform one
+    assert secret_ref(letters, "platform-s3").name == "ext"  # the Secret it was wired with, not the platform one
 
 
 def test_status_buckets_written_as_strings_by_earlier_builds_are_ignored():

@@ -66,7 +66,7 @@ def test_a_replay_has_the_same_dedupe_key_a_new_upload_does_not():
 def test_malformed_messages_say_why(value, reason):
     with pytest.raises(MalformedEvent) as exc:
         parse_minio_message(value)
-    assert reason in exc.value.reason
+    assert exc.value.reason == "malformed" and reason in exc.value.detail
 
 
 def test_coalesce_keeps_the_newest_sequencer_per_key_whatever_the_arrival_order():

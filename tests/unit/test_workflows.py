@@ -1,21 +1,33 @@
 """Hera templates, Workflow submissions, and the local runner executing the same DAG."""
 
-from pathlib import Path
-
 import pytest
-import yaml
 
 from llmtwin.api.v1alpha1 import LLMTwin
-from llmtwin.settings import Settings
+from llmtwin.config import PlatformSettings as Settings
+from llmtwin.config import StepSettings
+from llmtwin.sources.credentials import SecretFiles
+from llmtwin.sources.objects import ObjectStores
 from llmtwin.workflows import steps, templates
 from llmtwin.workflows.runner import LocalRunner, WorkflowFailed
-
-ROOT = Path(__file__).resolve().parents[2]
+from llmtwin.workflows.status import FileStatusReporter
+from llmtwin.workflows.steps import StepContext
+from tests.twins import example_twin
 
 
 @pytest.fixture
 def twin() -> LLMTwin:
-    return LLMTwin.model_validate(yaml.safe_load((ROOT / "examples/twin.yaml").read_text()))
+    return example_twin()
+
+
+def local_runner(twin: LLMTwin, root) -> LocalRunner:
+    context = StepContext(
+        twin=twin,
+        workspace=root,
+        settings=Settings(),
+        status=FileStatusReporter(root / "status.json"),
+        objects=ObjectStores("http://unused:9000", "unused", SecretFiles(root / "secrets"), inbox=root / "inbox"),
+    )
+    return LocalRunner(context, root)
 
 
 @pytest.fixture
@@ -64,7 +76,7 @@ def test_workflow_names_are_deterministic_per_dedupe_key(twin):
 
 def test_local_runner_runs_the_rendered_dag_in_order(twin, tmp_path, recorded):
     calls, _, _ = recorded
-    runner = LocalRunner(twin, tmp_path)
+    runner = local_runner(twin, tmp_path)
     wf = templates.build_workflow(twin, "retrain", {"event_id": "e1", "reason": "drift"}, "retrain-1")
     result = runner.run(wf)
     assert result.phase == "Succeeded"
@@ -77,7 +89,7 @@ def test_local_runner_runs_the_rendered_dag_in_order(twin, tmp_path, recorded):
 def test_local_runner_passes_odd_keys_verbatim(twin, tmp_path, recorded):
     calls, _, _ = recorded
     key = "notes/a=b c %2F ü.md"
-    LocalRunner(twin, tmp_path).run(templates.build_workflow(twin, "ingest", {"bucket": "essays", "key": key}, key))
+    local_runner(twin, tmp_path).run(templates.build_workflow(twin, "ingest", {"bucket": "essays", "key": key}, key))
     assert calls[0][1]["key"] == key
 
 
@@ -85,5 +97,29 @@ def test_failed_step_stops_the_workflow(twin, tmp_path, recorded):
     calls, registry, recorder = recorded
     registry["retrain-train"] = recorder("retrain-train", fail=True)
     with pytest.raises(WorkflowFailed, match="retrain-train"):
-        LocalRunner(twin, tmp_path).run(templates.build_workflow(twin, "retrain", {}, "r"))
+        local_runner(twin, tmp_path).run(templates.build_workflow(twin, "retrain", {}, "r"))
     assert [c[0] for c in calls] == ["retrain-dataset", "retrain-train"]
+
+
+def test_each_source_is_read_with_its_own_secret_mounted_where_the_step_looks(twin):
+    """Two sources, two Secrets: both are mounted (not only the first source's), under the folder
+    `StepSettings.secrets_dir` names, and the platform default covers a source without a ref."""
+    t = example_twin(
+        sources=[
+            {"bucket": "essays"},
+            {"bucket": "posts", "endpoint": "http://other:9000", "credentialsSecretRef": {"name": "posts-s3"}},
+        ]
+    )
+    wt = templates.ingest_template(t, Settings(s3_secret="platform-s3"))
+    volumes = {v["name"]: v for v in wt["spec"]["volumes"]}
+    secrets = {v["secret"]["secretName"]: name for name, v in volumes.items() if "secret" in v}
+    assert set(secrets) == {"platform-s3", "posts-s3"}
+    container = wt["spec"]["templates"][0]["container"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    secrets_dir = env[StepSettings.env_name("secrets_dir")]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert {mounts[volume] for volume in secrets.values()} == {f"{secrets_dir}/platform-s3", f"{secrets_dir}/posts-s3"}
+    # What the step reads to find the twin and its workspace is where the template mounts them.
+    assert env[StepSettings.env_name("twin_file")].startswith(mounts["twin-config"])
+    assert env[StepSettings.env_name("workspace")] == mounts["workspace"]
+    assert not any(e.get("valueFrom") for e in container["env"])  # no credential travels as an env value

@@ -11,6 +11,8 @@ from bs4 import BeautifulSoup
 from pypdf import PdfReader
 from pypdf.errors import PdfReadError
 
+from llmtwin.api.errors import ReasonedError
+
 SUFFIX_TYPES = {
     ".txt": "txt",
     ".md": "md",
@@ -24,13 +26,8 @@ SUFFIX_TYPES = {
 POST_TEXT_FIELDS = ("text", "body", "content", "message")
 
 
-class DocumentRejected(ValueError):
-    """The object cannot become text; `reason` is a short machine-friendly word."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+class DocumentRejected(ReasonedError):
+    """The object cannot become text; `reason` is a short machine-friendly word (not-utf8, corrupt, ...)."""
 
 
 @dataclass(frozen=True)

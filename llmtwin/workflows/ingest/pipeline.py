@@ -9,20 +9,19 @@ A document that cannot be ingested is recorded with its reason and never stops t
 from __future__ import annotations
 
 import hashlib
-import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from llama_index.core.node_parser import SentenceSplitter
 from prometheus_client import Counter, Histogram
 
 from llmtwin.api.v1alpha1 import LLMTwin, SourceSpec
+from llmtwin.corpus.embed import Embedder
+from llmtwin.corpus.store import ChunkStore
+from llmtwin.sources.objects import ObjectMissing, ObjectStore, ObjectTooLarge, UnsafeKey
 from llmtwin.workflows.ingest.clean import clean
-from llmtwin.workflows.ingest.embed import Embedder
-from llmtwin.workflows.ingest.objects import ObjectMissing, ObjectStore, ObjectTooLarge, UnsafeKey
 from llmtwin.workflows.ingest.parse import DocumentRejected, file_type_of, parse
-from llmtwin.workflows.ingest.store import ChunkStore
 
 STAGE_SECONDS = Histogram("llmtwin_ingest_stage_seconds", "Time per ingest stage", ["stage"])
 OBJECTS = Counter("llmtwin_ingest_objects_total", "Objects processed by outcome", ["outcome", "reason"])
@@ -47,14 +46,15 @@ def chunk_id(bucket: str, key: str, index: int, text: str) -> str:
 
 
 def source_for(twin: LLMTwin, bucket: str, key: str) -> SourceSpec | None:
-    for source in twin.spec.sources:
-        if source.bucket == bucket and key.startswith(source.prefix) and key.endswith(source.suffix):
-            return source
-    return None
+    return next((s for s in twin.spec.sources if s.matches(bucket, key)), None)
 
 
 class IngestPipeline:
-    def __init__(self, twin: LLMTwin, objects: ObjectStore, store: ChunkStore, embedder: Embedder):
+    """`objects` opens the object store of a source (each source with its own endpoint and Secret)."""
+
+    def __init__(
+        self, twin: LLMTwin, objects: Callable[[SourceSpec], ObjectStore], store: ChunkStore, embedder: Embedder
+    ):
         vs = twin.spec.vector_store
         self.twin = twin
         self.objects = objects
@@ -78,14 +78,15 @@ class IngestPipeline:
             return self._rejected(bucket, key, "unsupported", f"file type not in {list(source.file_types)}")
         try:
             with STAGE_SECONDS.labels("fetch").time():
-                info = self.objects.stat(bucket, key)
+                objects = self.objects(source)
+                info = objects.stat(bucket, key)
                 if info.size > source.max_object_bytes:
                     raise ObjectTooLarge(f"{info.size} bytes > maxObjectBytes {source.max_object_bytes}")
                 stored = self.store.object_chunks(bucket, key)
                 if stored and all(r["etag"] == info.etag for r in stored):
                     OBJECTS.labels("unchanged", "").inc()
                     return Outcome(bucket, key, "unchanged", chunks=len(stored))
-                data = self.objects.read(bucket, key, source.max_object_bytes)
+                data = objects.read(bucket, key, source.max_object_bytes)
             with STAGE_SECONDS.labels("parse").time():
                 doc = parse(key, data, list(source.file_types))
             with STAGE_SECONDS.labels("clean").time():
@@ -130,8 +131,3 @@ class IngestPipeline:
     def _rejected(self, bucket: str, key: str, reason: str, detail: str) -> Outcome:
         OBJECTS.labels("rejected", reason).inc()
         return Outcome(bucket, key, "rejected", f"{reason}: {detail}")
-
-
-def inbox_from_env() -> Path | None:
-    inbox = os.environ.get("LLMTWIN_INBOX")
-    return Path(inbox) if inbox else None

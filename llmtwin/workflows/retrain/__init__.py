@@ -16,7 +16,7 @@ from llmtwin.workflows.steps import StepContext, step
 
 @step("retrain-dataset")
 def retrain_dataset(context: StepContext, *, twin: str = "", event_id: str = "", reason: str = "") -> dict[str, Any]:
-    from llmtwin.workflows.ingest.store import store_for
+    from llmtwin.corpus.store import store_for
     from llmtwin.workflows.retrain.base import check_training_config, load_tokenizer, quiet_transformers
     from llmtwin.workflows.retrain.dataset import build_dataset
 
@@ -76,7 +76,12 @@ def retrain_register(context: StepContext, *, twin: str = "", event_id: str = ""
     from llmtwin.workflows.retrain.registry import register
 
     registration = register(
-        context.twin, RetrainWorkspace(context.workspace), context.settings.mlflow_tracking_uri, event_id, reason
+        context.twin,
+        RetrainWorkspace(context.workspace),
+        context.settings.mlflow_tracking_uri,
+        context.status,
+        event_id,
+        reason,
     )
     return registration.outputs()
 

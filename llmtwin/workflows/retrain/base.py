@@ -9,22 +9,15 @@ training, with a message naming the field.
 from __future__ import annotations
 
 import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from llmtwin.api.errors import SpecError
 from llmtwin.api.v1alpha1 import BaseModelSpec, LLMTwin
-
-
-class ConfigError(ValueError):
-    """A retrain setting that cannot work; `field` is its path in the LLMTwin resource."""
-
-    def __init__(self, field: str, problem: str):
-        super().__init__(f"{field}: {problem}")
-        self.field = field
+from llmtwin.api.validation import ModelFacts, training_problems
 
 
 def quiet_transformers() -> None:
@@ -37,13 +30,12 @@ def quiet_transformers() -> None:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def model_location(spec: BaseModelSpec) -> str:
     """What `from_pretrained` is given: a local directory as is, a hub id without its `hf://` scheme."""
     if spec.id.startswith("s3://"):
-        raise ConfigError("spec.baseModel.id", "s3:// base models are not supported by the retrain steps yet")
+        raise SpecError("spec.baseModel.id", "s3:// base models are not supported by the retrain steps yet")
     return spec.id.removeprefix("hf://")
 
 
@@ -56,11 +48,11 @@ def load_config(spec: BaseModelSpec) -> Any:
 
     location = model_location(spec)
     if _looks_local(location) and not Path(location).expanduser().is_dir():
-        raise ConfigError("spec.baseModel.id", f"no model directory at {location}")
+        raise SpecError("spec.baseModel.id", f"no model directory at {location}")
     try:
         return AutoConfig.from_pretrained(location, revision=spec.revision)
     except (OSError, ValueError) as exc:
-        raise ConfigError("spec.baseModel.id", f"cannot load {location!r}: {exc}") from exc
+        raise SpecError("spec.baseModel.id", f"cannot load {location!r}: {exc}") from exc
 
 
 def load_tokenizer(spec: BaseModelSpec) -> Any:
@@ -72,7 +64,7 @@ def load_tokenizer(spec: BaseModelSpec) -> Any:
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, revision=None if spec.tokenizer else spec.revision)
     except (OSError, ValueError) as exc:
-        raise ConfigError(field, f"cannot load a tokenizer from {location!r}: {exc}") from exc
+        raise SpecError(field, f"cannot load a tokenizer from {location!r}: {exc}") from exc
     if spec.chat_template:
         tokenizer.chat_template = spec.chat_template
     if tokenizer.pad_token is None:
@@ -137,22 +129,12 @@ def _adaptable_module_names(config: Any) -> set[str]:
 
 def check_training_config(twin: LLMTwin) -> Any:
     """Everything about the spec that can be checked without training; returns the model config."""
-    training = twin.spec.training
     config = load_config(twin.spec.base_model)
-    if training.lora.r < 1:
-        raise ConfigError("spec.training.lora.r", f"rank must be at least 1, got {training.lora.r}")
-    available = _adaptable_module_names(config)
-    missing = [m for m in training.lora.target_modules if m not in available]
-    if missing:
-        raise ConfigError(
-            "spec.training.lora.targetModules",
-            f"{missing} not in {twin.spec.base_model.id}; its linear modules are {sorted(available)}",
-        )
-    context = getattr(config, "max_position_embeddings", None)
-    if context and training.max_seq_length > context:
-        raise ConfigError(
-            "spec.training.maxSeqLength", f"{training.max_seq_length} exceeds the model's context of {context} tokens"
-        )
-    if training.dataset.min_chars > training.dataset.max_chars:
-        raise ConfigError("spec.training.dataset.minChars", "must not exceed spec.training.dataset.maxChars")
+    facts = ModelFacts(
+        linear_modules=frozenset(_adaptable_module_names(config)),
+        context_length=getattr(config, "max_position_embeddings", None),
+    )
+    problems = training_problems(twin, facts)
+    if problems:
+        raise SpecError(problems[0].field, problems[0].message)
     return config

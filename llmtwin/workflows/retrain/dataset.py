@@ -31,9 +31,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from llmtwin.api.errors import SpecError
 from llmtwin.api.v1alpha1 import DatasetSpec, LLMTwin
-from llmtwin.workflows.ingest.store import ChunkStore
-from llmtwin.workflows.retrain.base import ConfigError
+from llmtwin.corpus.store import ChunkStore
 from llmtwin.workflows.retrain.progress import publish
 
 SYSTEM_PROMPT = "You are {author}. Write in your own voice. {style}"
@@ -45,7 +45,7 @@ SERVED_MODEL_PROMPT = (
 )
 MIN_LETTER_RATIO = 0.6  # below this share of letters among non-space characters a passage is not prose
 CONTEXT_TAIL_CHARS = 300  # how much of the preceding passage a continuation instruction quotes
-SNAPSHOT_BATCH = 1000
+SNAPSHOT_FIELDS = ["id", "text", "bucket", "key", "chunk_index", "title", "ingested_at", "vector"]
 _HEADING = re.compile(r"^[ \t]*#{1,6}[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 
 
@@ -60,18 +60,7 @@ class Passage:
 
 def snapshot(store: ChunkStore) -> tuple[list[Passage], np.ndarray, dict[str, Any]]:
     """Every chunk of the collection in (document, position) order, their unit vectors, and an identity."""
-    rows: list[dict[str, Any]] = []
-    iterator = store.client.query_iterator(
-        store.collection,
-        batch_size=SNAPSHOT_BATCH,
-        filter="",
-        output_fields=["id", "text", "bucket", "key", "chunk_index", "title", "ingested_at", "vector"],
-    )
-    try:
-        while batch := iterator.next():
-            rows.extend(batch)
-    finally:
-        iterator.close()
+    rows = [row for batch in store.scan(SNAPSHOT_FIELDS) for row in batch]
     rows.sort(key=lambda r: (r["bucket"], r["key"], r["chunk_index"]))
     passages = [
         Passage(r["id"], f"{r['bucket']}/{r['key']}", int(r["chunk_index"]), r["title"], r["text"]) for r in rows
@@ -206,7 +195,7 @@ class ServedModelInstructions:
     def __init__(self, twin: LLMTwin):
         endpoint = twin.spec.serving.gateway.generation_endpoint
         if not endpoint:
-            raise ConfigError(
+            raise SpecError(
                 "spec.training.dataset.recipe", "served-model needs spec.serving.gateway.generationEndpoint"
             )
         from huggingface_hub import InferenceClient
@@ -239,7 +228,7 @@ class ChatFormat:
         prompt = self.tokenizer.apply_chat_template(messages[:2], tokenize=False, add_generation_prompt=True)
         conversation = self.tokenizer.apply_chat_template(messages, tokenize=False)
         if not conversation.startswith(prompt):
-            raise ConfigError(
+            raise SpecError(
                 "spec.baseModel.chatTemplate", "the rendered conversation does not start with its generation prompt"
             )
         return prompt, conversation[len(prompt) :]
@@ -249,32 +238,34 @@ def _jsonl(records: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in records).encode()
 
 
-def build_dataset(twin: LLMTwin, store: ChunkStore, tokenizer: Any, out_dir: Path) -> dict[str, Any]:
-    """Write train.jsonl, eval.jsonl and manifest.json into out_dir; return the manifest."""
+def curate(twin: LLMTwin, passages: list[Passage], vectors: np.ndarray) -> tuple[list[Passage], Counter[str]]:
+    """Long passages split, then the length, quality and duplicate filters; counts say what went where."""
     spec = twin.spec.training.dataset
-    passages, vectors, identity = snapshot(store)
-    publish("dataset", 1, 4, stage="snapshot", chunks=len(passages))
-    by_position = {(p.document, p.index): p for p in passages}
 
     def embed_pieces(texts: list[str]) -> list[list[float]]:
         # Loaded only when a passage is split: the other vectors come from the snapshot.
-        from llmtwin.workflows.ingest.embed import embedder_for
+        from llmtwin.corpus.embed import embedder_for
 
         return embedder_for(twin.spec.vector_store.embedding_model).embed(texts)
 
     passages, vectors, pieces = split_long(passages, vectors, spec.max_chars, embed_pieces)
-    passages, counts = select(passages, vectors, spec)
-    counts.update(chunks=identity["chunks"], split_pieces=pieces)
-    publish("dataset", 2, 4, stage="filtered", passages=len(passages))
+    kept, counts = select(passages, vectors, spec)
+    counts.update(split_pieces=pieces)
+    return kept, counts
 
-    documents = sorted({p.document for p in passages})
-    held_out = eval_documents(documents, spec.eval_fraction, twin.spec.training.seed)
+
+def conversations(
+    twin: LLMTwin, passages: list[Passage], previous: dict[tuple[str, int], Passage], tokenizer: Any
+) -> tuple[dict[str, list[dict[str, Any]]], str]:
+    """Each passage as an (instruction, response) record rendered for the model, split by document."""
+    spec = twin.spec.training.dataset
+    held_out = eval_documents(sorted({p.document for p in passages}), spec.eval_fraction, twin.spec.training.seed)
     instruction_for = ServedModelInstructions(twin) if spec.recipe == "served-model" else derived_instruction
     chat = ChatFormat(tokenizer)
     system = SYSTEM_PROMPT.format(author=twin.spec.author.name, style=twin.spec.author.style_notes).strip()
     splits: dict[str, list[dict[str, Any]]] = {"train": [], "eval": []}
     for passage in passages:
-        instruction = instruction_for(passage, by_position.get((passage.document, passage.index - 1)))
+        instruction = instruction_for(passage, previous.get((passage.document, passage.index - 1)))
         prompt, completion = chat.render(system, instruction, passage.text)
         splits["eval" if passage.document in held_out else "train"].append(
             {
@@ -287,29 +278,44 @@ def build_dataset(twin: LLMTwin, store: ChunkStore, tokenizer: Any, out_dir: Pat
                 "completion": completion,
             }
         )
-    publish("dataset", 3, 4, stage="rendered", examples=len(passages))
     if not splits["train"] or not splits["eval"]:
         raise ValueError(f"empty split after filtering: {len(splits['train'])} train, {len(splits['eval'])} eval")
+    return splits, chat.source
 
+
+def write_splits(out_dir: Path, splits: dict[str, list[dict[str, Any]]]) -> str:
+    """train.jsonl and eval.jsonl; returns the sha256 over both (names included)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     for name, records in splits.items():
         data = _jsonl(records)
         (out_dir / f"{name}.jsonl").write_bytes(data)
         digest.update(f"{name}.jsonl\n".encode() + data)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def build_dataset(twin: LLMTwin, store: ChunkStore, tokenizer: Any, out_dir: Path) -> dict[str, Any]:
+    """Write train.jsonl, eval.jsonl and manifest.json into out_dir; return the manifest."""
+    spec = twin.spec.training.dataset
+    passages, vectors, identity = snapshot(store)
+    publish("dataset", 1, 4, stage="snapshot", chunks=len(passages))
+    previous = {(p.document, p.index): p for p in passages}
+    kept, counts = curate(twin, passages, vectors)
+    counts.update(chunks=identity["chunks"])
+    publish("dataset", 2, 4, stage="filtered", passages=len(kept))
+    splits, chat_format = conversations(twin, kept, previous, tokenizer)
+    publish("dataset", 3, 4, stage="rendered", examples=len(kept))
+    digest = write_splits(out_dir, splits)
     counts.update(train_examples=len(splits["train"]), eval_examples=len(splits["eval"]))
     manifest = {
-        "hash": f"sha256:{digest.hexdigest()}",
+        "hash": digest,
         "snapshot": identity,
         "base_model": twin.spec.base_model.id,
         "recipe": spec.recipe,
-        "chat_format": chat.source,
+        "chat_format": chat_format,
         "settings": {**spec.wire(), "seed": twin.spec.training.seed},
         "counts": dict(sorted(counts.items())),
-        "documents": {
-            "train": sorted({r["document"] for r in splits["train"]}),
-            "eval": sorted({r["document"] for r in splits["eval"]}),
-        },
+        "documents": {name: sorted({r["document"] for r in records}) for name, records in splits.items()},
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     publish("dataset", 4, 4, stage="written", hash=manifest["hash"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -132,20 +133,21 @@ def decide(gate: GateSpec, scores: dict[str, dict[str, float]], production_versi
     return {**decision, "improvement": improvement, "promoted": promoted, "reason": reason}
 
 
-def evaluate_candidate(
-    twin: LLMTwin,
-    workspace: RetrainWorkspace,
-    production_adapter: Path | None,
-    production_version: str | None,
-    style_samples: int,
-    grounded_questions: int,
-) -> dict[str, Any]:
-    """Score base, production and candidate; decide the gate; write and return report.json."""
-    from peft import PeftModel
+@dataclass
+class Evaluation:
+    """What every model variant is scored on: held-out batches, style prompts, grounded questions."""
 
-    from llmtwin.workflows.ingest.embed import embedder_for
+    tokenizer: Any
+    records: list[dict[str, Any]]
+    batches: PackedBatches
+    style_records: list[dict[str, Any]]
+    questions: list[Any]
+    embedder: Any
 
-    quiet_transformers()
+
+def prepare(twin: LLMTwin, workspace: RetrainWorkspace, style_samples: int, grounded_questions: int) -> Evaluation:
+    from llmtwin.corpus.embed import embedder_for
+
     training = twin.spec.training
     tokenizer = load_tokenizer(twin.spec.base_model)
     records = read_jsonl(workspace.eval_file)
@@ -156,37 +158,68 @@ def evaluate_candidate(
         training.seed,
         tokenizer.pad_token_id,
     )
-    precision = detect_precision()
+    embedder = embedder_for(twin.spec.vector_store.embedding_model)
+    questions = grounded_prompts(twin, embedder, records, grounded_questions)
+    return Evaluation(tokenizer, records, batches, spread(records, style_samples), questions, embedder)
+
+
+def load_variants(twin: LLMTwin, workspace: RetrainWorkspace, production_adapter: Path | None, precision) -> Any:
+    """The base model with the candidate adapter, and production's when there is one."""
+    from peft import PeftModel
+
     model = PeftModel.from_pretrained(
         load_base_model(twin.spec.base_model, precision), str(workspace.adapter_dir), adapter_name="candidate"
     )
-    variants = ["base", "candidate"]
     if production_adapter:
         model.load_adapter(str(production_adapter), adapter_name="production")
-        variants.insert(1, "production")
     model.eval()
+    return model
 
-    embedder = embedder_for(twin.spec.vector_store.embedding_model)
-    style_records = spread(records, style_samples)
-    questions = grounded_prompts(twin, embedder, records, grounded_questions)
 
+def score(model: Any, evaluation: Evaluation, device: str) -> tuple[dict[str, float], list[str]]:
+    """The active variant's scores, and its first generations (samples for the report)."""
+    tokenizer, embed = evaluation.tokenizer, evaluation.embedder.embed
+    generations = [generate(model, tokenizer, r["prompt"], device) for r in evaluation.style_records]
+    answers = [generate(model, tokenizer, prompt, device) for prompt, _, _ in evaluation.questions]
+    contexts = [" ".join(h.text for h in hits) for _, hits, _ in evaluation.questions]
+    scores = {
+        "perplexity": perplexity(model, evaluation.batches, device),
+        "style_similarity": cosine_pairs(embed, generations, [r["response"] for r in evaluation.style_records]),
+        "grounded_similarity": cosine_pairs(embed, answers, contexts),
+    }
+    return scores, generations[:2]
+
+
+def retrieval_found_document(questions: list[Any]) -> float | None:
+    """How often retrieval found the document a grounded question was about."""
+    if not questions:
+        return None
+    return sum(any(f"{h.bucket}/{h.key}" == doc for h in hits) for _, hits, doc in questions) / len(questions)
+
+
+def evaluate_candidate(
+    twin: LLMTwin,
+    workspace: RetrainWorkspace,
+    production_adapter: Path | None,
+    production_version: str | None,
+    style_samples: int,
+    grounded_questions: int,
+) -> dict[str, Any]:
+    """Score base, production and candidate; decide the gate; write and return report.json."""
+    quiet_transformers()
+    evaluation = prepare(twin, workspace, style_samples, grounded_questions)
+    precision = detect_precision()
+    model = load_variants(twin, workspace, production_adapter, precision)
+    variants = ["base", "production", "candidate"] if production_adapter else ["base", "candidate"]
     scores: dict[str, dict[str, float]] = {}
     samples: dict[str, list[str]] = {}
     for done, variant in enumerate(variants, 1):
         with active(model, variant):
-            generations = [generate(model, tokenizer, r["prompt"], precision.device) for r in style_records]
-            answers = [generate(model, tokenizer, prompt, precision.device) for prompt, _, _ in questions]
-            scores[variant] = {
-                "perplexity": perplexity(model, batches, precision.device),
-                "style_similarity": cosine_pairs(embedder.embed, generations, [r["response"] for r in style_records]),
-                "grounded_similarity": cosine_pairs(
-                    embedder.embed, answers, [" ".join(h.text for h in hits) for _, hits, _ in questions]
-                ),
-            }
-        samples[variant] = generations[:2]
+            scores[variant], samples[variant] = score(model, evaluation, precision.device)
         publish("evaluate", done, len(variants), model=variant, **scores[variant])
 
-    decision = decide(training.gate, scores, production_version)
+    decision = decide(twin.spec.training.gate, scores, production_version)
+    batches = evaluation.batches
     report = {
         "promoted": decision.pop("promoted"),
         "reason": decision.pop("reason"),
@@ -195,16 +228,12 @@ def evaluate_candidate(
         "production_version": production_version,
         "dataset_hash": json.loads(workspace.manifest.read_text())["hash"],
         "eval": {
-            "examples": len(records),
-            "documents": len({r["document"] for r in records}),
+            "examples": len(evaluation.records),
+            "documents": len({r["document"] for r in evaluation.records}),
             "scored_tokens": sum(learned_tokens(batches.batch(n)[0]) for n in range(batches.per_epoch)),
-            "style_samples": len(style_records),
-            "grounded_questions": len(questions),
-            "retrieval_found_document": (
-                sum(any(f"{h.bucket}/{h.key}" == doc for h in hits) for _, hits, doc in questions) / len(questions)
-                if questions
-                else None
-            ),
+            "style_samples": len(evaluation.style_records),
+            "grounded_questions": len(evaluation.questions),
+            "retrieval_found_document": retrieval_found_document(evaluation.questions),
         },
         "samples": samples,
     }

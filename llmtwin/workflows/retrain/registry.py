@@ -27,20 +27,22 @@ from pathlib import Path
 from typing import Any
 
 import llmtwin
+from llmtwin.api import names
+from llmtwin.api.timestamps import now
 from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.workflows.retrain.workspace import RetrainWorkspace
-from llmtwin.workflows.status import reporter_from_env
+from llmtwin.workflows.status import StatusReporter
 
 CANDIDATE_ALIAS = "candidate"
 METRICS_PER_CALL = 1000  # MLflow's log_batch limit
 
 
 def experiment_name(twin: LLMTwin) -> str:
-    return f"llmtwin/{twin.namespace}/{twin.name}"
+    return names.experiment_name(twin.namespace, twin.name)
 
 
 def registered_model_name(twin: LLMTwin) -> str:
-    return f"llmtwin-{twin.namespace}-{twin.name}"
+    return names.registered_model_name(twin.namespace, twin.name)
 
 
 @functools.cache
@@ -155,31 +157,24 @@ def _existing(mlflow: Any, name: str, event_id: str) -> Registration | None:
     )
 
 
-def register(
-    twin: LLMTwin, workspace: RetrainWorkspace, tracking_uri: str, event_id: str = "", reason: str = ""
-) -> Registration:
-    """Log the run, create the model version, set the alias, and hand a promoted version to serving."""
-    mlflow = client(tracking_uri)
-    name = registered_model_name(twin)
-    _ensure_registered_model(mlflow, name, twin)
-    if existing := _existing(mlflow, name, event_id):
-        return existing
+def log_run(
+    mlflow: Any, twin: LLMTwin, workspace: RetrainWorkspace, tracking_uri: str, event_id: str, reason: str
+) -> str:
+    """One MLflow run with the retrain's parameters, metrics and artifacts; returns its id."""
+    from mlflow.entities import Param
+
     manifest = json.loads(workspace.manifest.read_text())
     report = json.loads(workspace.report.read_text())
     summary = json.loads(workspace.train_summary.read_text())
     history = json.loads(workspace.loss_json.read_text())
-
     run = mlflow.create_run(
         ensure_experiment(tracking_uri, twin),
         run_name=f"retrain-{event_id or dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}",
         tags={"llmtwin.twin": f"{twin.namespace}/{twin.name}", "llmtwin.event_id": event_id},
     )
     run_id = run.info.run_id
-    from mlflow.entities import Param
-
-    params = [Param(k, v) for k, v in _params(twin, manifest, event_id, reason).items()]
+    mlflow.log_batch(run_id, params=[Param(k, v) for k, v in _params(twin, manifest, event_id, reason).items()])
     metrics = _metrics(history, summary, report)
-    mlflow.log_batch(run_id, params=params)
     for start in range(0, len(metrics), METRICS_PER_CALL):
         mlflow.log_batch(run_id, metrics=metrics[start : start + METRICS_PER_CALL])
     mlflow.log_artifacts(run_id, str(workspace.adapter_dir), "adapter")
@@ -188,7 +183,25 @@ def register(
     for artifact in (workspace.loss_json, workspace.loss_png, workspace.train_summary):
         mlflow.log_artifact(run_id, str(artifact), "training")
     mlflow.set_terminated(run_id)
+    return run_id
 
+
+def register(
+    twin: LLMTwin,
+    workspace: RetrainWorkspace,
+    tracking_uri: str,
+    status: StatusReporter,
+    event_id: str = "",
+    reason: str = "",
+) -> Registration:
+    """Log the run, create the model version, set the alias, and hand a promoted version to serving."""
+    mlflow = client(tracking_uri)
+    name = registered_model_name(twin)
+    _ensure_registered_model(mlflow, name, twin)
+    if existing := _existing(mlflow, name, event_id):
+        return existing
+    run_id = log_run(mlflow, twin, workspace, tracking_uri, event_id, reason)
+    report = json.loads(workspace.report.read_text())
     promoted = bool(report["promoted"])
     version = mlflow.create_model_version(
         name,
@@ -196,7 +209,7 @@ def register(
         run_id=run_id,
         tags={
             "base_model": twin.spec.base_model.id,
-            "dataset_hash": manifest["hash"],
+            "dataset_hash": report["dataset_hash"],
             "code_version": code_version(),
             "twin_generation": str(twin.metadata.generation or ""),
             "promoted": str(promoted).lower(),
@@ -207,11 +220,10 @@ def register(
     )
     number = str(version.version)  # MLflow returns an int here; the twin's status fields are strings
     mlflow.set_registered_model_alias(name, CANDIDATE_ALIAS, number)
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    status: dict[str, Any] = {"lastTraining": now}
+    fields: dict[str, Any] = {"lastTraining": now()}
     if promoted:
-        status["candidateVersion"] = number
-    reporter_from_env().report(twin, status)
+        fields["candidateVersion"] = number
+    status.report(twin, fields)
     return Registration(number, promoted, report["reason"], run_id)
 
 

@@ -195,16 +195,37 @@ def _optimizer_step(
     return step_loss
 
 
-def train_adapter(
-    twin: LLMTwin, workspace: RetrainWorkspace, checkpoint_steps: int = DEFAULT_CHECKPOINT_STEPS
-) -> TrainResult:
-    """Train (or resume) the adapter on the workspace's dataset; leaves adapter/, loss.json/.png, summary.json."""
+@dataclass
+class TrainingRun:
+    """Everything one training run steps through: data, model, optimisation state, where it stands."""
+
+    batches: PackedBatches
+    total_steps: int
+    accumulation: int
+    precision: Precision
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    scaler: Any
+    checkpoints: Checkpoints
+    step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "history": self.history,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+
+
+def prepare_run(twin: LLMTwin, workspace: RetrainWorkspace, dataset_hash: str) -> TrainingRun:
+    """Data packed, LoRA model built, optimizer and schedule set, resumed from a checkpoint if one fits."""
     from transformers import get_scheduler, set_seed
 
-    quiet_transformers()
-    check_training_config(twin)
     training = twin.spec.training
-    dataset_hash = json.loads(workspace.manifest.read_text())["hash"]
     tokenizer = load_tokenizer(twin.spec.base_model)
     examples = tokenize(read_jsonl(workspace.train_file), tokenizer, training.max_seq_length)
     if not examples:
@@ -226,51 +247,58 @@ def train_adapter(
     )
     scaler = torch.amp.GradScaler(precision.device, enabled=precision.dtype == torch.float16)
     checkpoints = Checkpoints(workspace.checkpoints_dir, dataset_hash)
-    step, history = 0, []
-    if found := checkpoints.latest():
+    run = TrainingRun(batches, total_steps, accumulation, precision, model, optimizer, scheduler, scaler, checkpoints)
+    if found := run.checkpoints.latest():
         path, state = found
         Checkpoints.restore(path, state, model, optimizer, scheduler, scaler)
-        step, history = state["step"], state["history"]
-        log.info("resuming training from %s (step %d of %d)", path, step, total_steps)
-    resumed_from = step
+        run.step, run.history = state["step"], state["history"]
+        log.info("resuming training from %s (step %d of %d)", path, run.step, total_steps)
+    return run
 
-    model.train()
+
+def train_steps(run: TrainingRun, checkpoint_steps: int) -> int:
+    """Optimizer steps until the run's total, checkpointing on the way; returns the example tokens seen."""
+    run.model.train()
     tokens = 0
-    started = time.perf_counter()
-    while step < total_steps:
-        micro = [batches.batch(n) for n in range(step * accumulation, (step + 1) * accumulation)]
-        step_loss = _optimizer_step(model, micro, optimizer, scheduler, scaler, precision)
+    while run.step < run.total_steps:
+        micro = [run.batches.batch(n) for n in range(run.step * run.accumulation, (run.step + 1) * run.accumulation)]
+        step_loss = _optimizer_step(run.model, micro, run.optimizer, run.scheduler, run.scaler, run.precision)
         tokens += sum(example_tokens for _, example_tokens in micro)
-        step += 1
-        history.append({"step": step, "loss": step_loss, "lr": scheduler.get_last_lr()[0]})
-        publish("train", step, total_steps, loss=step_loss)
-        if step % checkpoint_steps == 0 or step == total_steps:
-            checkpoints.save(
-                model,
-                {
-                    "step": step,
-                    "history": history,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                },
-            )
+        run.step += 1
+        run.history.append({"step": run.step, "loss": step_loss, "lr": run.scheduler.get_last_lr()[0]})
+        publish("train", run.step, run.total_steps, loss=step_loss)
+        if run.step % checkpoint_steps == 0 or run.step == run.total_steps:
+            run.checkpoints.save(run.model, run.state())
+    return tokens
+
+
+def train_adapter(
+    twin: LLMTwin, workspace: RetrainWorkspace, checkpoint_steps: int = DEFAULT_CHECKPOINT_STEPS
+) -> TrainResult:
+    """Train (or resume) the adapter on the workspace's dataset; leaves adapter/, loss.json/.png, summary.json."""
+    quiet_transformers()
+    check_training_config(twin)
+    dataset_hash = json.loads(workspace.manifest.read_text())["hash"]
+    run = prepare_run(twin, workspace, dataset_hash)
+    resumed_from = run.step
+    started = time.perf_counter()
+    tokens = train_steps(run, checkpoint_steps)
     seconds = time.perf_counter() - started
 
     workspace.train_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(workspace.adapter_dir)
+    run.model.save_pretrained(workspace.adapter_dir)
     result = TrainResult(
-        steps=step,
+        steps=run.step,
         resumed_from_step=resumed_from,
-        final_loss=history[-1]["loss"] if history else float("nan"),
+        final_loss=run.history[-1]["loss"] if run.history else float("nan"),
         tokens=tokens,
         seconds=seconds,
-        padding_ratio=batches.padding_ratio(),
-        precision=precision.name,
-        history=history,
-        model=model,
+        padding_ratio=run.batches.padding_ratio(),
+        precision=run.precision.name,
+        history=run.history,
+        model=run.model,
     )
-    workspace.loss_json.write_text(json.dumps(history))
-    plot_loss(history, workspace.loss_png, f"{twin.namespace}/{twin.name} LoRA r={training.lora.r}")
+    workspace.loss_json.write_text(json.dumps(run.history))
+    plot_loss(run.history, workspace.loss_png, f"{twin.namespace}/{twin.name} LoRA r={twin.spec.training.lora.r}")
     workspace.train_summary.write_text(json.dumps({**result.summary(), "dataset_hash": dataset_hash}, indent=2))
     return result

@@ -7,15 +7,17 @@ neither store reads past the spec's size limit.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlparse
+
+from minio import Minio
+from minio.error import S3Error
 
 from llmtwin.api.v1alpha1 import SourceSpec
-from llmtwin.settings import Settings
+from llmtwin.sources.credentials import CredentialSource, secret_ref
+from llmtwin.sources.s3 import minio_client
 
 
 class ObjectTooLarge(ValueError):
@@ -81,15 +83,10 @@ class FolderStore:
 
 
 class MinioStore:
-    def __init__(self, endpoint: str, access_key: str, secret_key: str):
-        from minio import Minio
-
-        url = urlparse(endpoint)
-        self.client = Minio(url.netloc, access_key=access_key, secret_key=secret_key, secure=url.scheme == "https")
+    def __init__(self, client: Minio):
+        self.client = client
 
     def stat(self, bucket: str, key: str) -> ObjectInfo:
-        from minio.error import S3Error
-
         try:
             st = self.client.stat_object(bucket, key)
         except S3Error as exc:
@@ -117,12 +114,25 @@ class MinioStore:
             yield ObjectInfo(bucket, obj.object_name, obj.size, (obj.etag or "").strip('"'))
 
 
-def store_for_source(source: SourceSpec, settings: Settings, inbox: Path | None) -> ObjectStore:
-    """A source with an endpoint (or any source in a cluster) is S3; without one under `llmtwin up`, a folder."""
-    if source.endpoint is None and inbox is not None:
-        return FolderStore(inbox)
-    return MinioStore(
-        source.endpoint or settings.s3_endpoint,
-        os.environ.get("LLMTWIN_S3_ACCESS_KEY", ""),
-        os.environ.get("LLMTWIN_S3_SECRET_KEY", ""),
-    )
+class ObjectStores:
+    """The object store of each source: its endpoint (or the platform's) opened with its Secret; with an
+    inbox folder (`llmtwin up`), sources that name no endpoint are read from `<inbox>/<bucket>/<key>`."""
+
+    def __init__(
+        self, default_endpoint: str, default_secret: str, credentials: CredentialSource, inbox: Path | None = None
+    ):
+        self.default_endpoint = default_endpoint
+        self.default_secret = default_secret
+        self.credentials = credentials
+        self.inbox = inbox
+        self._opened: dict[tuple[str, str, str, str], ObjectStore] = {}
+
+    def for_source(self, source: SourceSpec) -> ObjectStore:
+        if source.endpoint is None and self.inbox is not None:
+            return FolderStore(self.inbox)
+        ref = secret_ref(source, self.default_secret)
+        endpoint = source.endpoint or self.default_endpoint
+        key = (endpoint, ref.name, ref.access_key_key, ref.secret_key_key)
+        if key not in self._opened:  # one connection pool per endpoint and Secret
+            self._opened[key] = MinioStore(minio_client(endpoint, self.credentials.credentials(ref)))
+        return self._opened[key]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from pymilvus import DataType, MilvusClient
 from llmtwin.api.v1alpha1 import LLMTwin
 
 OUTPUT_FIELDS = ["id", "text", "bucket", "key", "etag", "chunk_index", "title", "ingested_at"]
+SCAN_BATCH = 1000
 INDEX_PARAMS = {"HNSW": {"M": 16, "efConstruction": 200}, "IVF_FLAT": {"nlist": 128}}
 SEARCH_PARAMS = {"HNSW": {"ef": 64}, "IVF_FLAT": {"nprobe": 16}}
 
@@ -142,6 +144,26 @@ class ChunkStore:
             )
             for r in results
         ]
+
+    def scan(self, fields: list[str], batch_size: int = SCAN_BATCH) -> Iterator[list[dict[str, Any]]]:
+        """Every chunk of the collection, `fields` of each, in batches (a snapshot for the dataset step).
+
+        Each batch is fetched under the store's lock, so a scan interleaves safely with the writes of
+        an ingest running in the same process."""
+        with self._lock:
+            iterator = self.client.query_iterator(
+                self.collection, batch_size=batch_size, filter="", output_fields=fields
+            )
+        try:
+            while True:
+                with self._lock:
+                    batch = iterator.next()
+                if not batch:
+                    return
+                yield batch
+        finally:
+            with self._lock:
+                iterator.close()
 
     def flush(self) -> None:
         """Seal what was written: Milvus Lite searches unsealed (growing) data ~10x slower."""

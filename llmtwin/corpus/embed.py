@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 
 from llmtwin.api.v1alpha1 import DEFAULT_EMBEDDING_MODEL
 
@@ -22,7 +21,6 @@ def resolve_model(model_id: str) -> str:
 
 class Embedder:
     def __init__(self, model_id: str):
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 

@@ -1,0 +1,78 @@
+"""Names the API promises: label and annotation keys, the names of a twin's children, the drift
+alert's metric and labels. Defined once here; the operator renders them, the gateway and the steps
+select by them, the tests read them (KAITO's `labels.go`, in Python).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+GROUP = "llmtwin.dev"
+
+# ------------------------------------------------------------------------------ labels, annotations
+TWIN_LABEL = f"{GROUP}/twin"  # on every child and Workflow: the owning twin's name
+KIND_LABEL = f"{GROUP}/kind"  # on WorkflowTemplates and Workflows: ingest | retrain
+COMPONENT_LABEL = "app.kubernetes.io/component"  # config | workflow | server | monitoring
+MANAGED_BY_LABELS = {"app.kubernetes.io/managed-by": "llmtwin-operator", "app.kubernetes.io/part-of": "llmtwin"}
+DEDUPE_KEY_ANNOTATION = f"{GROUP}/dedupe-key"  # on Workflows: the event that made them
+MODEL_VERSION_ANNOTATION = f"{GROUP}/model-version"  # on the server pod template: the adapter it serves
+FINALIZER = f"{GROUP}/finalizer"
+
+WorkflowKind = Literal["ingest", "retrain"]
+
+
+def twin_labels(name: str, kind: str | None = None) -> dict[str, str]:
+    labels = {**MANAGED_BY_LABELS, TWIN_LABEL: name}
+    if kind:
+        labels[KIND_LABEL] = kind
+    return labels
+
+
+# ------------------------------------------------------------------------------------ child names
+def config_map_name(twin: str) -> str:
+    return f"{twin}-config"
+
+
+def workflow_template_name(twin: str, kind: WorkflowKind) -> str:
+    return f"{twin}-{kind}"
+
+
+def server_name(twin: str) -> str:
+    """The Rollout of the model server."""
+    return f"{twin}-server"
+
+
+def service_name(twin: str, role: Literal["stable", "canary"]) -> str:
+    return f"{twin}-{role}"
+
+
+def analysis_template_name(twin: str) -> str:
+    return f"{twin}-canary-analysis"
+
+
+def prometheus_rule_name(twin: str) -> str:
+    return f"{twin}-drift"
+
+
+def registered_model_name(namespace: str, twin: str) -> str:
+    """The twin's registered model in MLflow (one version per retrain)."""
+    return f"llmtwin-{namespace}-{twin}"
+
+
+def experiment_name(namespace: str, twin: str) -> str:
+    return f"llmtwin/{namespace}/{twin}"
+
+
+def default_collection(namespace: str, twin: str) -> str:
+    return f"twin_{namespace}_{twin}".replace("-", "_").replace(".", "_")
+
+
+# ------------------------------------------------------------------------------------- drift alert
+# The PrometheusRule the operator renders fires DRIFT_ALERT on DRIFT_METRIC with these labels; the
+# gateway's dispatcher starts a retrain for alerts that carry them.
+DRIFT_METRIC = "llmtwin_drift_score"
+DRIFT_ALERT = "LLMTwinDrift"
+ALERT_TWIN_LABEL = "llmtwin_twin"
+ALERT_NAMESPACE_LABEL = "llmtwin_namespace"
+ALERT_ACTION_LABEL = "llmtwin_action"
+RETRAIN_ACTION = "retrain"

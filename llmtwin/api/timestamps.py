@@ -1,0 +1,10 @@
+"""The one clock format of the API: RFC 3339 UTC with second precision, as Kubernetes writes it."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+def now() -> str:
+    """The current time as `2026-12-01T05:26:34Z` (conditions, lastIngestion, lastTraining)."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
