@@ -5,6 +5,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# Outside the clone: every fresh clone on this machine reuses the server builds and the package cache.
+export LLMTWIN_CACHE ?= $(HOME)/.cache/llmtwin
+export UV_CACHE_DIR ?= $(LLMTWIN_CACHE)/uv
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -30,8 +33,8 @@ test-fast: install
 install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --upgrade pip uv
+	$(BIN)/uv pip install -q --python $(BIN)/python -e ".[dev]"
 	rm -f $(VENV)/.installed-* && touch $@
 
 infra:
