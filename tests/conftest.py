@@ -29,6 +29,8 @@ FIXTURE_MARKERS = {
     "mlflow_server": "mlflow",
     "embedder": "models",
     "tiny_model": "models",
+    "smollm2_server": "models",
+    "prometheus": "prometheus",
 }
 
 

@@ -12,7 +12,7 @@ GROUP = "llmtwin.dev"
 # ------------------------------------------------------------------------------ labels, annotations
 TWIN_LABEL = f"{GROUP}/twin"  # on every child and Workflow: the owning twin's name
 KIND_LABEL = f"{GROUP}/kind"  # on WorkflowTemplates and Workflows: ingest | retrain
-COMPONENT_LABEL = "app.kubernetes.io/component"  # config | workflow | server | monitoring
+COMPONENT_LABEL = "app.kubernetes.io/component"  # config | server | frontdoor | monitoring
 MANAGED_BY_LABELS = {"app.kubernetes.io/managed-by": "llmtwin-operator", "app.kubernetes.io/part-of": "llmtwin"}
 DEDUPE_KEY_ANNOTATION = f"{GROUP}/dedupe-key"  # on Workflows: the event that made them
 MODEL_VERSION_ANNOTATION = f"{GROUP}/model-version"  # on the server pod template: the adapter it serves
@@ -26,6 +26,11 @@ def twin_labels(name: str, kind: str | None = None) -> dict[str, str]:
     if kind:
         labels[KIND_LABEL] = kind
     return labels
+
+
+def child_metadata(namespace: str, twin: str, name: str, component: str) -> dict:
+    """metadata of an object the operator renders for a twin: its name, namespace and labels."""
+    return {"name": name, "namespace": namespace, "labels": {**twin_labels(twin), COMPONENT_LABEL: component}}
 
 
 # ------------------------------------------------------------------------------------ child names
@@ -44,6 +49,11 @@ def server_name(twin: str) -> str:
 
 def service_name(twin: str, role: Literal["stable", "canary"]) -> str:
     return f"{twin}-{role}"
+
+
+def front_door_name(twin: str) -> str:
+    """The front door's Deployment, Service and ServiceMonitor."""
+    return f"{twin}-frontdoor"
 
 
 def analysis_template_name(twin: str) -> str:

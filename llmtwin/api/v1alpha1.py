@@ -9,6 +9,7 @@ snake_case in Python.
 from __future__ import annotations
 
 import re
+import string
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -354,11 +355,7 @@ class TrainingSpec(ApiModel):
 
 # ---------------------------------------------------------------------------------------- serving
 
-ServingEngine = Literal["tgi", "vllm"]
-DEFAULT_IMAGES: dict[str, str] = {
-    "tgi": "ghcr.io/huggingface/text-generation-inference:3.3.4",
-    "vllm": "vllm/vllm-openai:v0.11.0",
-}
+ServingEngine = Literal["tgi", "vllm", "llmtwin"]
 
 
 class CanaryStep(ApiModel):
@@ -416,27 +413,55 @@ class CanarySpec(ApiModel):
         return steps
 
 
-DEFAULT_PROMPT_TEMPLATE = (
-    "You are {author}, writing in your own voice. {style}\n"
-    "Use the context from your own writing when it helps.\n\n"
-    "Context:\n{context}\n\nQuestion: {question}\nAnswer:"
-)
+# Measured on SmolLM2-135M-Instruct: the author in the system message and the passages before the
+# question in the user message answered from the passages; one message holding both mostly copied them.
+DEFAULT_SYSTEM_PROMPT = "You are {author}, writing in your own voice. {style} Answer from your own writing below."
+DEFAULT_PROMPT_TEMPLATE = "From my own writing:\n{context}\n\n{question}"
+PROMPT_FIELDS = frozenset({"author", "style", "context", "question"})
+
+
+def _placeholders(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
 
 
 class GatewaySpec(ApiModel):
     """The twin's front door: retrieval and prompt for every question."""
 
     top_k: int = Field(default=4, ge=1, le=100, description="Chunks retrieved per question.")
+    system_prompt: str = Field(
+        default=DEFAULT_SYSTEM_PROMPT,
+        max_length=20000,
+        description="The system message of every answer, with {author} and {style} (the author's style notes).",
+    )
     prompt_template: str = Field(
         default=DEFAULT_PROMPT_TEMPLATE,
         max_length=20000,
-        description="Prompt with {author}, {style}, {context} and {question} placeholders.",
+        description="The question's message, with {context} (the retrieved passages) and {question}; {author} and"
+        " {style} also work.",
     )
     generation_endpoint: str | None = Field(
         default=None,
         pattern=r"^https?://",
-        description="TGI-compatible endpoint for generation. Empty: answers carry the retrieved context only.",
+        description="A model server with TGI's API to generate with instead of the twin's own (the Rollout's stable"
+        " Service on a cluster, the one `llmtwin up` starts on a laptop).",
     )
+
+    @field_validator("system_prompt", "prompt_template")
+    @classmethod
+    def _known_placeholders(cls, template: str) -> str:
+        try:
+            unknown = _placeholders(template) - PROMPT_FIELDS
+        except ValueError as exc:
+            raise ValueError(f"not a valid template ({exc}); write a literal brace as {{{{ or }}}}") from exc
+        if unknown:
+            raise ValueError(f"unknown placeholders {sorted(unknown)}; known: {sorted(PROMPT_FIELDS)}")
+        return template
+
+    @model_validator(mode="after")
+    def _asks_the_question(self) -> GatewaySpec:
+        if "question" not in _placeholders(self.prompt_template):
+            raise ValueError("serving.gateway.promptTemplate must contain {question}")
+        return self
 
 
 class AutoscalingSpec(ApiModel):
@@ -471,8 +496,16 @@ def _default_serving_resources() -> ComputeSpec:
 class ServingSpec(ApiModel):
     """How the twin is served: the model server, its resources, the canary and the front door."""
 
-    engine: ServingEngine = Field(default="tgi", description="Model server (`tgi`; `vllm` also allowed).")
-    image: str | None = Field(default=None, max_length=512, description="Server image. Default per engine.")
+    engine: ServingEngine = Field(
+        default="tgi",
+        description="Model server: `tgi` (GPU), `vllm` (GPU; TGI upstream is in maintenance mode), or `llmtwin`"
+        " (`llmtwin serve`, transformers + peft, for CPU nodes; TGI's API and metric names).",
+    )
+    image: str | None = Field(
+        default=None,
+        max_length=512,
+        description="Server image. Default: TGI's or vLLM's official image; the workflow image for `llmtwin`.",
+    )
     replicas: int = Field(default=1, ge=0, le=100, description="Model server replicas.")
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec, description="Replica bounds.")
     resources: ComputeSpec = Field(default_factory=_default_serving_resources, description="Server pod resources.")
@@ -483,10 +516,6 @@ class ServingSpec(ApiModel):
     max_new_tokens: int = Field(default=256, ge=1, le=100_000, description="Default generation length.")
     canary: CanarySpec = Field(default_factory=CanarySpec, description="How new adapters are rolled out.")
     gateway: GatewaySpec = Field(default_factory=GatewaySpec, description="Retrieval and prompt settings.")
-
-    @property
-    def resolved_image(self) -> str:
-        return self.image or DEFAULT_IMAGES[self.engine]
 
 
 # ------------------------------------------------------------------------------------------ drift

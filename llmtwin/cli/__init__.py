@@ -125,14 +125,18 @@ def operator(
 
 
 def _register() -> None:
+    from llmtwin.cli.frontdoor import frontdoor
     from llmtwin.cli.gateway import gateway
+    from llmtwin.cli.serve import serve
     from llmtwin.cli.train import train
     from llmtwin.cli.up import ask, up
 
     app.command()(up)
     app.command()(ask)
+    app.command()(serve)
     app.command()(train)
     app.command()(gateway)
+    app.command()(frontdoor)
 
 
 _register()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,3 +52,10 @@ def exit_on_settings_error() -> Iterator[None]:
     except SettingsError as exc:
         err.print(f"[red]invalid setting: {exc}[/]")
         raise typer.Exit(2) from exc
+
+
+def free_port() -> int:
+    """A free TCP port on loopback, for a server this command starts beside another."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -17,28 +17,13 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.cli.common import DataDir, TwinFile, err, exit_on_settings_error, load_twin_file
-from llmtwin.config import PlatformSettings
+from llmtwin.config import EmbeddedSettings
 
 
 def _describe(phase: str, details: dict[str, Any]) -> str:
     shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in details.items())
     return f"{phase}: {shown}"
-
-
-def local_settings(data_dir: Path, twin: LLMTwin) -> PlatformSettings:
-    """The platform settings, with MLflow on SQLite in the data directory unless MLFLOW_TRACKING_URI is set."""
-    from llmtwin.config import load
-    from llmtwin.workflows.retrain.registry import ensure_experiment
-
-    with exit_on_settings_error():
-        settings = load(PlatformSettings)
-    if "mlflow_tracking_uri" in settings.model_fields_set:
-        return settings
-    uri = f"sqlite:///{data_dir / 'mlflow.db'}"
-    ensure_experiment(uri, twin, (data_dir / "mlartifacts").as_uri())  # artifacts beside it, not in the cwd
-    return settings.model_copy(update={"mlflow_tracking_uri": uri})
 
 
 @contextmanager
@@ -78,8 +63,9 @@ def train(
 ) -> None:
     """Retrain the twin's LoRA adapter locally: dataset, fine-tune, evaluate against production, register."""
     from llmtwin.api.errors import SpecError
+    from llmtwin.config import load
     from llmtwin.embedded.state import default_data_dir, running_server
-    from llmtwin.embedded.twin import status_file, step_context
+    from llmtwin.embedded.twin import local_settings, status_file, step_context
     from llmtwin.workflows.retrain.workspace import RetrainWorkspace
     from llmtwin.workflows.runner import LocalRunner, WorkflowFailed
     from llmtwin.workflows.templates import RETRAIN_STEPS, build_workflow
@@ -96,7 +82,8 @@ def train(
     data_dir.mkdir(parents=True, exist_ok=True)
     status = status_file(data_dir)
     twin.status.model_version = status.read().get("modelVersion") or twin.status.model_version
-    settings = local_settings(data_dir, twin)
+    with exit_on_settings_error():
+        settings = local_settings(data_dir, load(EmbeddedSettings), twin)
     event_id = event_id or "manual-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dt%H%M%S")
     workflow = build_workflow(twin, "retrain", {"event_id": event_id, "reason": reason}, f"train/{event_id}")
     workspace = RetrainWorkspace(data_dir / "workspaces" / workflow["metadata"]["name"])

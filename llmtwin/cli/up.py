@@ -14,7 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from llmtwin.cli.common import DataDir, TwinFile, err, exit_on_settings_error, load_twin_file, out
+from llmtwin.cli.common import DataDir, TwinFile, err, exit_on_settings_error, free_port, load_twin_file, out
 
 REMOTE_POLL_SECONDS = 10.0
 SecretsDir = typer.Option(
@@ -31,20 +31,21 @@ def up(
     secrets_dir: Path | None = SecretsDir,
     seed: Path | None = typer.Option(None, help="Copy this folder's files into the first source's inbox first."),
     once: bool = typer.Option(False, "--once", help="Ingest what is in the inbox, then exit (no watching)."),
-    port: int = typer.Option(8765, help="Port of the local /ask, /status and /metrics endpoint (127.0.0.1)."),
+    port: int = typer.Option(8765, help="Port of the twin's front door: /v1/chat/completions, /ask, /metrics."),
+    model_port: int | None = typer.Option(None, help="Port of the model server (TGI's API). Default: a free one."),
 ) -> None:
     """Run the twin on this machine: watch the inbox, ingest every change, answer on /ask.
 
     Files dropped into <data-dir>/inbox/<bucket>/ are ingested into Milvus Lite through the same
     ingest workflow a cluster runs; a restart resumes where it stopped. Ctrl-C stops cleanly."""
-    from llmtwin.config import PlatformSettings, load
+    from llmtwin.config import EmbeddedSettings, load
     from llmtwin.embedded.state import default_data_dir, running_server
-    from llmtwin.embedded.twin import EmbeddedTwin
+    from llmtwin.embedded.twin import EmbeddedTwin, local_settings
 
     twin = load_twin_file(file)
-    with exit_on_settings_error():
-        settings = load(PlatformSettings)
     data_dir = data_dir or default_data_dir(twin)
+    with exit_on_settings_error():
+        settings = local_settings(data_dir, load(EmbeddedSettings), twin)
     if running_server(data_dir):
         err.print(f"[red]llmtwin up is already running for {data_dir} (see {data_dir / 'state.json'})[/]")
         raise typer.Exit(1)
@@ -60,7 +61,7 @@ def up(
     )
     if once:
         return
-    _serve(embedded, port)
+    _serve(embedded, settings, port, model_port)
 
 
 def _seed_inbox(seed: Path, target: Path) -> None:
@@ -102,14 +103,19 @@ def _catch_up(embedded) -> Counter[str]:
     return outcomes
 
 
-def _serve(embedded, port: int) -> None:
+def _serve(embedded, settings, port: int, model_port: int | None) -> None:
     import uvicorn
 
+    from llmtwin.embedded.serving import start_model_server
     from llmtwin.embedded.state import clear_state, write_state
-    from llmtwin.retrieval import Retriever
-    from llmtwin.retrieval.http import create_app
+    from llmtwin.frontdoor.answer import FrontDoor
+    from llmtwin.frontdoor.http import create_app
+    from llmtwin.frontdoor.retrieve import Retriever
 
-    app = create_app(Retriever(embedded.twin), embedded.status.read)
+    twin = embedded.twin_with_status()
+    with err.status(f"loading {twin.spec.base_model.id}"):
+        model = start_model_server(twin, embedded.context.models, settings, model_port or free_port())
+    app = create_app(FrontDoor(twin, Retriever(twin), model.endpoint), embedded.status.read)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     server.install_signal_handlers = lambda: None  # we own SIGINT/SIGTERM below
     stop = threading.Event()
@@ -131,7 +137,11 @@ def _serve(embedded, port: int) -> None:
     while not server.started and http.is_alive():
         stop.wait(0.1)
     write_state(embedded.data_dir, port)
-    err.print(f"watching {embedded.inbox}; ask at http://127.0.0.1:{port}/ask; metrics at /metrics; Ctrl-C to stop")
+    err.print(
+        f"watching {embedded.inbox}\n"
+        f"ask: `llmtwin ask -f ... QUESTION`, or any OpenAI client at http://127.0.0.1:{port}/v1 "
+        f"(model server {model.endpoint}); metrics at /metrics; Ctrl-C to stop"
+    )
     try:
         while not stop.wait(REMOTE_POLL_SECONDS):
             embedded.poll_remote()
@@ -141,8 +151,55 @@ def _serve(embedded, port: int) -> None:
         worker.join(timeout=60)  # finish the change in hand; queued ones are found again on restart
         server.should_exit = True
         http.join(timeout=10)
+        model.stop()
         clear_state(embedded.data_dir)
         err.print("stopped")
+
+
+def _remote_answer(port: int, request: dict, on_text) -> dict:
+    """Ask the running `llmtwin up`: text streamed to `on_text`, the whole answer returned."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/ask",
+        data=json.dumps({**request, "stream": True}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=600) as response:
+        for line in response:
+            if not line.startswith(b"data:"):
+                continue
+            event = json.loads(line[5:])
+            if "delta" in event:
+                on_text(event["delta"])
+            else:
+                return event
+    raise RuntimeError("the answer stream ended without the answer")
+
+
+def _local_answer(twin, data_dir: Path, request: dict, on_text) -> dict:
+    """No `llmtwin up` running: the same front door and model server, in this process, for one question."""
+    from llmtwin.config import EmbeddedSettings, load
+    from llmtwin.embedded.serving import start_model_server
+    from llmtwin.embedded.twin import local_settings, status_file, step_context
+    from llmtwin.frontdoor.answer import Answer, FrontDoor
+    from llmtwin.frontdoor.retrieve import Retriever, source_filter
+
+    with exit_on_settings_error():
+        settings = local_settings(data_dir, load(EmbeddedSettings), twin)
+    status = status_file(data_dir)
+    twin.status.model_version = status.read().get("modelVersion") or twin.status.model_version
+    context = step_context(twin, data_dir, settings, status)
+    with err.status(f"loading {twin.spec.base_model.id}"):
+        model = start_model_server(twin, context.models, settings, free_port())
+    try:
+        door = FrontDoor(twin, Retriever(twin), model.endpoint)
+        flt = source_filter(request.get("bucket"), request.get("key_prefix"))
+        for item in door.stream(request["question"], request.get("top_k"), flt):
+            if isinstance(item, Answer):
+                return item.wire()
+            on_text(item)
+    finally:
+        model.stop()
+    raise RuntimeError("no answer")
 
 
 def ask(
@@ -152,34 +209,29 @@ def ask(
     top_k: int | None = typer.Option(None, "--top-k", help="Chunks to retrieve (default: spec.serving.gateway.topK)."),
     bucket: str | None = typer.Option(None, help="Only this source bucket."),
     key_prefix: str | None = typer.Option(None, help="Only objects whose key starts with this."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole answer as JSON (nothing streamed)."),
 ) -> None:
-    """Ask the twin: the answer context with sources and scores (and an answer if a TGI endpoint is set)."""
+    """Ask the twin: the answer in the author's voice, streamed as it is written, then its sources.
+
+    Talks to a running `llmtwin up` for this twin; without one, loads the model in this process."""
     from llmtwin.embedded.state import default_data_dir, running_server
 
     twin = load_twin_file(file)
-    port = running_server(data_dir or default_data_dir(twin))
+    data_dir = data_dir or default_data_dir(twin)
     request = {"question": question, "top_k": top_k, "bucket": bucket, "key_prefix": key_prefix}
-    if port:
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{port}/ask",
-            data=json.dumps(request).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        result = json.loads(urllib.request.urlopen(req, timeout=120).read())
-    else:
-        from llmtwin.retrieval import Retriever, source_filter
-
-        result = Retriever(twin).ask(question, top_k, source_filter(bucket, key_prefix)).wire()
+    port = running_server(data_dir)
+    on_text = (lambda text: None) if as_json else (lambda text: out.print(text, end="", soft_wrap=True))
+    if not as_json:
+        out.print(f"[bold]{twin.spec.author.name}'s twin:[/] ", end="")
+    result = _remote_answer(port, request, on_text) if port else _local_answer(twin, data_dir, request, on_text)
     if as_json:
         out.print_json(json.dumps(result))
         return
-    table = Table(title=f"{twin.spec.author.name}'s twin: {question}", show_lines=True)
+    out.print()
+    table = Table(title=f"sources for: {question}", show_lines=True)
     for column in ("#", "score", "source", "passage"):
         table.add_column(column, overflow="fold")
     for i, hit in enumerate(result["sources"], 1):
-        text = hit["text"] if len(hit["text"]) < 400 else hit["text"][:400] + "…"
+        text = hit["text"] if len(hit["text"]) < 300 else hit["text"][:300] + "…"
         table.add_row(str(i), f"{hit['score']:.3f}", f"{hit['source']}\n{hit['title']}", text)
     out.print(table)
-    if result.get("answer"):
-        out.print(f"[bold]Answer:[/] {result['answer']}")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from llmtwin.api.v1alpha1 import LLMTwin, SourceSpec
-from llmtwin.config import PlatformSettings
+from llmtwin.config import EmbeddedSettings
 from llmtwin.corpus.store import store_for
 from llmtwin.embedded import inbox, watch
 from llmtwin.embedded.inbox import ObjectChange
@@ -27,6 +27,7 @@ from llmtwin.events.queue import InProcessQueue, Message
 from llmtwin.events.records import minio_message
 from llmtwin.events.routing import StaticTwins
 from llmtwin.events.submit import LocalSubmitter
+from llmtwin.models.resolve import ModelResolver
 from llmtwin.sources.credentials import SecretFiles
 from llmtwin.sources.objects import FolderStore, ObjectStore, ObjectStores, UnsafeKey
 from llmtwin.workflows.runner import LocalRunner, WorkflowFailed
@@ -39,6 +40,19 @@ CONSUMER_GROUP = "embedded"
 Result = dict[str, Any]
 
 
+def local_settings(data_dir: Path, settings: EmbeddedSettings, twin: LLMTwin) -> EmbeddedSettings:
+    """The settings with MLflow on SQLite in the data directory, unless MLFLOW_TRACKING_URI named one."""
+    from llmtwin.workflows.retrain.registry import ensure_experiment
+
+    if "mlflow_tracking_uri" in settings.model_fields_set:
+        return settings
+    data_dir = Path(data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    uri = f"sqlite:///{data_dir / 'mlflow.db'}"
+    ensure_experiment(uri, twin, (data_dir / "mlartifacts").as_uri())  # artifacts beside it, not in the cwd
+    return settings.model_copy(update={"mlflow_tracking_uri": uri})
+
+
 def status_file(data_dir: Path) -> FileStatusReporter:
     """The twin's status on this machine (what the status subresource is on a cluster)."""
     return FileStatusReporter(Path(data_dir) / "status.json")
@@ -47,7 +61,7 @@ def status_file(data_dir: Path) -> FileStatusReporter:
 def step_context(
     twin: LLMTwin,
     data_dir: Path,
-    settings: PlatformSettings,
+    settings: EmbeddedSettings,
     status: FileStatusReporter,
     secrets_dir: Path | None = None,
 ) -> StepContext:
@@ -55,22 +69,20 @@ def step_context(
     others opened with Secrets from `secrets_dir` (default `<data-dir>/secrets`, laid out as the
     kubelet mounts them: `<secret>/<key>`)."""
     data_dir = Path(data_dir)
+    credentials = SecretFiles(secrets_dir or data_dir / "secrets")
+    objects = ObjectStores(settings.s3_endpoint, settings.s3_secret, credentials, inbox=data_dir / "inbox")
     return StepContext(
         twin=twin,
         workspace=data_dir / "workspaces",
         settings=settings,
         status=status,
-        objects=ObjectStores(
-            settings.s3_endpoint,
-            settings.s3_secret,
-            SecretFiles(secrets_dir or data_dir / "secrets"),
-            inbox=data_dir / "inbox",
-        ),
+        objects=objects,
+        models=ModelResolver(settings.model_cache, objects),
     )
 
 
 class EmbeddedTwin:
-    def __init__(self, twin: LLMTwin, data_dir: Path, settings: PlatformSettings, secrets_dir: Path | None = None):
+    def __init__(self, twin: LLMTwin, data_dir: Path, settings: EmbeddedSettings, secrets_dir: Path | None = None):
         self.twin = twin
         self.data_dir = Path(data_dir)
         self.inbox = self.data_dir / "inbox"
@@ -88,6 +100,12 @@ class EmbeddedTwin:
         # One worker: ingests run one at a time, as Milvus Lite wants.
         self.gateway = ObjectGateway(StaticTwins([twin]), submitter, dead_letters, workers=1)
         self.consumer = self.queue.consumer(settings.objects_topic, CONSUMER_GROUP)
+
+    def twin_with_status(self) -> LLMTwin:
+        """The twin with the production version recorded in the status file (what serving serves)."""
+        twin = self.twin.model_copy(deep=True)
+        twin.status.model_version = self.status.read().get("modelVersion") or twin.status.model_version
+        return twin
 
     def sources(self) -> list[tuple[SourceSpec, ObjectStore]]:
         return [(source, self.context.objects.for_source(source)) for source in self.twin.spec.sources]

@@ -7,9 +7,10 @@ same function in-process. A step is a plain function registered with `@step("nam
 
 The context carries everything a step may touch besides its parameters: the twin, the workspace it
 shares with the other steps of its Workflow, the platform settings, where to report the twin's
-status, and an object store per source. In a pod, `main` builds it once from `StepSettings` (what the
-rendered template sets: the mounted twin file, the workspace volume, the mounted Secrets); the local
-runner builds it from what `llmtwin up` or `llmtwin train` hold.
+status, an object store per source, and where base models are found on this machine. In a pod,
+`main` builds it once from `StepSettings` (what the rendered template sets: the mounted twin file,
+the workspace volume, the mounted Secrets); the local runner builds it from what `llmtwin up` or
+`llmtwin train` hold.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.config import PlatformSettings, StepSettings, load
+from llmtwin.models.resolve import ModelResolver
 from llmtwin.sources.credentials import SecretFiles
 from llmtwin.sources.objects import ObjectStores
 from llmtwin.workflows.status import StatusReporter, reporter_for
@@ -42,6 +44,7 @@ class StepContext:
     settings: PlatformSettings
     status: StatusReporter
     objects: ObjectStores
+    models: ModelResolver
 
     def in_workspace(self, workspace: Path) -> StepContext:
         return replace(self, workspace=workspace)
@@ -89,12 +92,14 @@ def run_step(name: str, params: dict[str, str], context: StepContext) -> dict[st
 def pod_context(settings: StepSettings) -> StepContext:
     """The context of a step in a workflow pod, from the settings the rendered template sets."""
     settings.workspace.mkdir(parents=True, exist_ok=True)
+    objects = ObjectStores(settings.s3_endpoint, settings.s3_secret, SecretFiles(settings.secrets_dir))
     return StepContext(
         twin=load_twin(settings.twin_file),
         workspace=settings.workspace,
         settings=settings,
         status=reporter_for(settings.status_sink, settings.kubeconfig),
-        objects=ObjectStores(settings.s3_endpoint, settings.s3_secret, SecretFiles(settings.secrets_dir)),
+        objects=objects,
+        models=ModelResolver(settings.model_cache, objects),
     )
 
 

@@ -1,9 +1,9 @@
 """Each image's exact dependency set in a fresh virtualenv (no Docker engine here).
 
 The extras an image installs are read from its Dockerfile's `pip wheel` line, so the test installs
-what the image installs. uv builds the virtualenv from a cache outside the clone (hard links, so a
-torch-sized environment costs seconds once its wheels are cached); the environment itself is kept
-per dependency set, and llmtwin is reinstalled from the checkout once per test session."""
+what the image installs. uv builds the virtualenv from a cache outside the clone (a torch-sized
+environment costs about a minute once its wheels are cached); the environment itself is kept per
+dependency set, and llmtwin is reinstalled from the checkout once per test session."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def image_extras(image: str) -> str:
 
 def _uv(*args: str) -> None:
     # The machine's CA bundle (SSL_CERT_FILE) and proxies pass through; the cache lives outside the clone.
-    env = {**os.environ, "UV_CACHE_DIR": str(CACHE / "uv"), "UV_LINK_MODE": "hardlink"}
+    # Copies, not hard links: nltk (under llama-index) refuses multiply-linked files.
+    env = {**os.environ, "UV_CACHE_DIR": str(CACHE / "uv"), "UV_LINK_MODE": "copy"}
     env.pop("VIRTUAL_ENV", None)
     result = subprocess.run([str(UV), *args], capture_output=True, text=True, env=env, timeout=3600)
     if result.returncode != 0:

@@ -1,13 +1,9 @@
-"""Retrieval: filters, prompt, and generation through huggingface_hub's InferenceClient."""
-
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+"""Retrieval: filters, and the messages the front door sends to the model server."""
 
 import pytest
 
-from llmtwin.retrieval import Retriever, source_filter
-from tests.ingest.conftest import drop, make_twin
+from llmtwin.frontdoor.retrieve import Retriever, source_filter
+from tests.ingest.conftest import drop
 
 
 @pytest.fixture
@@ -28,44 +24,10 @@ def test_filters_restrict_sources(retriever):
     assert retriever.retrieve(question, filter=source_filter(since=4_000_000_000)) == []
 
 
-class TgiStandIn(BaseHTTPRequestHandler):
-    """Named mock: TGI's container cannot run here; this answers TGI's `/` generate route."""
-
-    requests: list = []
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        TgiStandIn.requests.append(body)
-        reply = json.dumps([{"generated_text": "At eight and at four."}]).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, *args):
-        pass
-
-
-def test_generation_goes_through_the_tgi_api_with_the_retrieved_context(retriever, tmp_path, monkeypatch):
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # tests run offline for the hub
-    server = HTTPServer(("127.0.0.1", 0), TgiStandIn)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        twin = make_twin(
-            tmp_path / "milvus.db",
-            serving={
-                "gateway": {"generationEndpoint": f"http://127.0.0.1:{server.server_address[1]}"},
-                "maxNewTokens": 64,
-            },
-        )
-        answer = Retriever(twin, retriever.store, retriever.embedder).ask("When does the winter ferry leave?")
-    finally:
-        server.shutdown()
-    assert answer.answer == "At eight and at four."
-    sent = TgiStandIn.requests[-1]
-    assert sent["parameters"]["max_new_tokens"] == 64
-    assert "You are Mara Quill" in sent["inputs"] and "The winter ferry leaves at eight" in sent["inputs"]
-    assert answer.wire()["sources"][0]["source"] == "essays/2026/ferry.md"
+def test_the_prompt_speaks_as_the_author_and_carries_the_passages(retriever):
+    hits = retriever.retrieve("When does the winter ferry leave?", top_k=1)
+    system, user = retriever.messages("When does the winter ferry leave?", hits)
+    assert system["role"] == "system" and system["content"].startswith("You are Mara Quill")
+    assert retriever.twin.spec.author.style_notes in system["content"]
+    assert user["role"] == "user" and "The winter ferry leaves at eight" in user["content"]
+    assert user["content"].endswith("When does the winter ferry leave?")

@@ -12,6 +12,7 @@ from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.config import PlatformSettings
 from llmtwin.corpus.embed import embedder_for
 from llmtwin.corpus.store import store_for
+from llmtwin.models.resolve import ModelResolver
 from llmtwin.sources.credentials import SecretFiles
 from llmtwin.sources.objects import FolderStore, ObjectStores
 from llmtwin.workflows.ingest.pipeline import IngestPipeline
@@ -120,10 +121,12 @@ def step_context(
     status: StatusReporter | None = None,
 ) -> StepContext:
     """What a retrain step gets on this machine (no object store: the retrain reads the collection)."""
+    objects = ObjectStores("http://unused:9000", "unused", SecretFiles(workspace.root / "secrets"))
     return StepContext(
         twin=twin,
         workspace=workspace.root,
         settings=settings or PlatformSettings(),
         status=status or FileStatusReporter(workspace.root / "status.json"),
-        objects=ObjectStores("http://unused:9000", "unused", SecretFiles(workspace.root / "secrets")),
+        objects=objects,
+        models=ModelResolver(workspace.root / "models", objects),
     )

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import HTTPServer
 from itertools import combinations
 
 import numpy as np
@@ -13,9 +11,16 @@ import pytest
 from llmtwin.api.errors import SpecError
 from llmtwin.corpus.embed import embedder_for
 from llmtwin.corpus.store import store_for
-from llmtwin.workflows.retrain.base import load_tokenizer
-from llmtwin.workflows.retrain.dataset import FALLBACK_PROMPT, SYSTEM_PROMPT, ChatFormat, build_dataset, read_jsonl
-from tests.ingest.test_retrieval import TgiStandIn
+from llmtwin.models.load import load_tokenizer
+from llmtwin.workflows.retrain.dataset import (
+    FALLBACK_PROMPT,
+    SERVED_MODEL_PROMPT,
+    SYSTEM_PROMPT,
+    ChatFormat,
+    build_dataset,
+    read_jsonl,
+)
+from tests.retrain.tiny import resolved
 
 
 def records(workspace) -> list[dict]:
@@ -44,7 +49,7 @@ def test_no_document_is_in_both_splits(built_dataset):
 
 
 def test_hash_is_stable_across_runs_and_follows_the_content(twin, built_dataset, tmp_path):
-    tokenizer = load_tokenizer(twin.spec.base_model)
+    tokenizer = load_tokenizer(resolved(twin))
     again = build_dataset(twin, store_for(twin), tokenizer, tmp_path / "again")
     assert again == json.loads(built_dataset.manifest.read_text())
     assert (tmp_path / "again" / "train.jsonl").read_bytes() == built_dataset.train_file.read_bytes()
@@ -55,7 +60,7 @@ def test_hash_is_stable_across_runs_and_follows_the_content(twin, built_dataset,
 
 
 def test_examples_are_the_authors_passages_in_the_chat_template(twin, built_dataset):
-    tokenizer = load_tokenizer(twin.spec.base_model)
+    tokenizer = load_tokenizer(resolved(twin))
     system = SYSTEM_PROMPT.format(author=twin.spec.author.name, style=twin.spec.author.style_notes)
     for record in records(built_dataset):
         messages = [{"role": "system", "content": system}, {"role": "user", "content": record["instruction"]}]
@@ -69,7 +74,7 @@ def test_examples_are_the_authors_passages_in_the_chat_template(twin, built_data
 
 
 def test_a_tokenizer_without_chat_template_gets_the_documented_fallback(twin):
-    tokenizer = load_tokenizer(twin.spec.base_model)
+    tokenizer = load_tokenizer(resolved(twin))
     tokenizer.chat_template = None
     prompt, completion = ChatFormat(tokenizer).render("You are M.", "Write.", "The tide waits.")
     assert prompt == FALLBACK_PROMPT.format(system="You are M.", instruction="Write.")
@@ -79,7 +84,7 @@ def test_a_tokenizer_without_chat_template_gets_the_documented_fallback(twin):
 def test_length_filter_drops_short_passages(twin, tmp_path):
     strict = twin.model_copy(deep=True)
     strict.spec.training.dataset.min_chars = 400
-    manifest = build_dataset(strict, store_for(twin), load_tokenizer(twin.spec.base_model), tmp_path)
+    manifest = build_dataset(strict, store_for(twin), load_tokenizer(resolved(twin)), tmp_path)
     assert manifest["counts"]["too_short"] >= 1
     kept = read_jsonl(tmp_path / "train.jsonl")
     assert kept and all(len(r["response"].strip()) >= 400 for r in kept)
@@ -89,25 +94,39 @@ def test_served_model_recipe_needs_an_endpoint(twin, tmp_path):
     served = twin.model_copy(deep=True)
     served.spec.training.dataset.recipe = "served-model"
     with pytest.raises(SpecError, match="spec.training.dataset.recipe"):
-        build_dataset(served, store_for(twin), load_tokenizer(twin.spec.base_model), tmp_path)
+        build_dataset(served, store_for(twin), load_tokenizer(resolved(twin)), tmp_path)
 
 
-def test_served_model_recipe_asks_the_served_model_for_instructions(twin, tmp_path, monkeypatch):
-    import huggingface_hub.constants
+def test_served_model_recipe_asks_the_served_model_for_instructions(twin, tmp_path):
+    """The instructions come from a real `llmtwin serve` (the tiny model, greedy): the same request to
+    the same server gives the same text, so every instruction can be checked against it."""
+    from llmtwin.serving.api import ServerLimits
+    from llmtwin.serving.client import model_server_client
+    from llmtwin.serving.server import BackgroundServer, start_engine
+    from tests.harness import free_port
 
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # a local TGI endpoint, not the hub
-    server = HTTPServer(("127.0.0.1", 0), TgiStandIn)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    served = twin.model_copy(deep=True)
-    served.spec.training.dataset.recipe = "served-model"
-    served.spec.serving.gateway.generation_endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-    TgiStandIn.requests.clear()
+    engine = start_engine(resolved(twin), {}, tmp_path / "models", None)
+    server = BackgroundServer(engine, ServerLimits(model_id="tiny", max_input_tokens=4096, max_total_tokens=8192),
+                              "127.0.0.1", free_port()).start()  # fmt: skip
     try:
-        manifest = build_dataset(served, store_for(twin), load_tokenizer(twin.spec.base_model), tmp_path)
+        served = twin.model_copy(deep=True)
+        served.spec.training.dataset.recipe = "served-model"
+        served.spec.serving.gateway.generation_endpoint = server.url
+        manifest = build_dataset(served, store_for(twin), load_tokenizer(resolved(twin)), tmp_path / "dataset")
+        written = read_jsonl(tmp_path / "dataset" / "train.jsonl") + read_jsonl(tmp_path / "dataset" / "eval.jsonl")
+        client = model_server_client(server.url)
+        asked = [
+            client.text_generation(
+                SERVED_MODEL_PROMPT.format(author=twin.spec.author.name, text=r["response"]),
+                max_new_tokens=64,
+                do_sample=False,
+            ).strip()
+            for r in written[:3]
+        ]
     finally:
-        server.shutdown()
-    written = read_jsonl(tmp_path / "train.jsonl") + read_jsonl(tmp_path / "eval.jsonl")
+        server.stop()
+        engine.stop()
     assert written and manifest["recipe"] == "served-model"
-    assert all(r["instruction"] == "At eight and at four." for r in written)
-    asked = {request["inputs"] for request in TgiStandIn.requests}
-    assert len(asked) == len(written) and all(any(r["response"] in prompt for prompt in asked) for r in written)
+    for record, text in zip(written, asked, strict=False):
+        expected = text.splitlines()[0].strip() if text else None
+        assert record["instruction"] == expected or (not expected and record["instruction"].startswith("Write"))

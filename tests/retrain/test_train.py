@@ -13,14 +13,14 @@ import torch
 from pydantic import ValidationError
 
 from llmtwin.api.errors import SpecError
-from llmtwin.workflows.retrain.base import detect_precision, load_base_model, load_tokenizer
+from llmtwin.models.load import detect_precision, load_model, load_tokenizer
 from llmtwin.workflows.retrain.dataset import read_jsonl
 from llmtwin.workflows.retrain.packing import collate, tokenize
 from llmtwin.workflows.retrain.train import completed_checkpoints, train_adapter
 from llmtwin.workflows.steps import run_step
 from tests.harness import wait_for
 from tests.retrain.conftest import step_context
-from tests.retrain.tiny import ALL_LINEAR
+from tests.retrain.tiny import ALL_LINEAR, resolved
 
 
 def logits(model, batch) -> torch.Tensor:
@@ -33,17 +33,17 @@ def logits(model, batch) -> torch.Tensor:
 def test_lora_lowers_the_loss_and_the_saved_adapter_reloads_with_identical_logits(twin, workspace):
     from peft import PeftModel
 
-    result = train_adapter(twin, workspace)
+    result = train_adapter(twin, resolved(twin), workspace)
     losses = [h["loss"] for h in result.history]
     assert len(losses) == twin.spec.training.max_steps
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.1, losses  # nats per response token
     assert json.loads(workspace.loss_json.read_text()) == result.history
     assert workspace.loss_png.read_bytes().startswith(b"\x89PNG")
 
-    tokenizer = load_tokenizer(twin.spec.base_model)
+    tokenizer = load_tokenizer(resolved(twin))
     examples = tokenize(read_jsonl(workspace.eval_file)[:3], tokenizer, twin.spec.training.max_seq_length)
     batch = collate([[e] for e in examples], tokenizer.pad_token_id)
-    base = load_base_model(twin.spec.base_model, detect_precision())
+    base = load_model(resolved(twin), detect_precision())
     base_logits = logits(base, batch)
     reloaded = PeftModel.from_pretrained(base, str(workspace.adapter_dir))
     assert torch.equal(logits(reloaded, batch), logits(result.model, batch))

@@ -107,3 +107,12 @@ def tiny_twin(name: str, model_dir: Path, milvus_uri: Path, **training: Any) -> 
         "serving": {"gateway": {"topK": 2}},
     }
     return LLMTwin.model_validate({"metadata": {"name": name, "namespace": "default"}, "spec": spec})
+
+
+def resolved(twin: LLMTwin):
+    """The twin's base model as the steps see it (a local folder resolves to itself: no cache is used)."""
+    import tempfile
+
+    from llmtwin.models.resolve import ModelResolver
+
+    return ModelResolver(Path(tempfile.gettempdir()) / "llmtwin-test-models").resolve(twin.spec.base_model)

@@ -15,7 +15,7 @@ PACKAGE = ROOT / "llmtwin"
 LAYERS = [
     {"api"},  # the domain: types, validation, names, conditions (imports nothing of ours)
     {"config", "kube"},  # settings from the environment; the Kubernetes client factory
-    {"sources", "corpus"},  # object stores and credentials; chunks in Milvus and the embedder
+    {"sources", "corpus", "models"},  # object stores and credentials; chunks in Milvus and the embedder; base models
     {"retrieval"},  # RAG over the corpus
     {"workflows"},  # templates, steps, the local runner
     {"events", "operator"},  # the gateway; the operator

@@ -5,6 +5,7 @@ import pytest
 from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.config import PlatformSettings as Settings
 from llmtwin.config import StepSettings
+from llmtwin.models.resolve import ModelResolver
 from llmtwin.sources.credentials import SecretFiles
 from llmtwin.sources.objects import ObjectStores
 from llmtwin.workflows import steps, templates
@@ -20,12 +21,14 @@ def twin() -> LLMTwin:
 
 
 def local_runner(twin: LLMTwin, root) -> LocalRunner:
+    objects = ObjectStores("http://unused:9000", "unused", SecretFiles(root / "secrets"), inbox=root / "inbox")
     context = StepContext(
         twin=twin,
         workspace=root,
         settings=Settings(),
         status=FileStatusReporter(root / "status.json"),
-        objects=ObjectStores("http://unused:9000", "unused", SecretFiles(root / "secrets"), inbox=root / "inbox"),
+        objects=objects,
+        models=ModelResolver(root / "models", objects),
     )
     return LocalRunner(context, root)
 

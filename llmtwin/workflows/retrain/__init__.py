@@ -17,13 +17,15 @@ from llmtwin.workflows.steps import StepContext, step
 @step("retrain-dataset")
 def retrain_dataset(context: StepContext, *, twin: str = "", event_id: str = "", reason: str = "") -> dict[str, Any]:
     from llmtwin.corpus.store import store_for
-    from llmtwin.workflows.retrain.base import check_training_config, load_tokenizer, quiet_transformers
+    from llmtwin.models.load import load_tokenizer, quiet_transformers
+    from llmtwin.workflows.retrain.base import check_training_config
     from llmtwin.workflows.retrain.dataset import build_dataset
 
     quiet_transformers()
-    check_training_config(context.twin)  # a spec that cannot train fails here, before any work
+    base = context.models.resolve(context.twin.spec.base_model)
+    check_training_config(context.twin, base)  # a spec that cannot train fails here, before any work
     workspace = RetrainWorkspace(context.workspace)
-    tokenizer = load_tokenizer(context.twin.spec.base_model)
+    tokenizer = load_tokenizer(base)
     manifest = build_dataset(context.twin, store_for(context.twin), tokenizer, workspace.dataset_dir)
     return {"dataset_hash": manifest["hash"], **{k: manifest["counts"][k] for k in ("train_examples", "eval_examples")}}
 
@@ -34,9 +36,9 @@ def retrain_train(
 ) -> dict[str, Any]:
     from llmtwin.workflows.retrain.train import DEFAULT_CHECKPOINT_STEPS, train_adapter
 
-    result = train_adapter(
-        context.twin, RetrainWorkspace(context.workspace), int(checkpoint_steps or DEFAULT_CHECKPOINT_STEPS)
-    )
+    base = context.models.resolve(context.twin.spec.base_model)
+    workspace = RetrainWorkspace(context.workspace)
+    result = train_adapter(context.twin, base, workspace, int(checkpoint_steps or DEFAULT_CHECKPOINT_STEPS))
     return result.summary()
 
 
@@ -50,8 +52,9 @@ def retrain_evaluate(
     style_samples: str = "8",
     grounded_questions: str = "4",
 ) -> dict[str, Any]:
+    from llmtwin.models.adapters import download_adapter
     from llmtwin.workflows.retrain.evaluate import evaluate_candidate
-    from llmtwin.workflows.retrain.registry import download_adapter, registered_model_name
+    from llmtwin.workflows.retrain.registry import registered_model_name
 
     workspace = RetrainWorkspace(context.workspace)
     production = context.twin.status.model_version
@@ -65,8 +68,9 @@ def retrain_evaluate(
         if production
         else None
     )
+    base = context.models.resolve(context.twin.spec.base_model)
     report = evaluate_candidate(
-        context.twin, workspace, adapter, production, int(style_samples), int(grounded_questions)
+        context.twin, base, workspace, adapter, production, int(style_samples), int(grounded_questions)
     )
     return {"promoted": str(report["promoted"]).lower(), "reason": report["reason"]}
 
@@ -91,7 +95,8 @@ def fetch_adapter(
     context: StepContext, *, version: str = "", dest: str = "", model: str = "", twin: str = ""
 ) -> dict[str, Any]:
     """The serving pod's init container: a registered adapter version into `dest` (default: the workspace)."""
-    from llmtwin.workflows.retrain.registry import download_adapter, registered_model_name
+    from llmtwin.models.adapters import download_adapter
+    from llmtwin.workflows.retrain.registry import registered_model_name
 
     version = version or context.twin.status.model_version or ""
     if not version:

@@ -198,9 +198,9 @@ class ServedModelInstructions:
             raise SpecError(
                 "spec.training.dataset.recipe", "served-model needs spec.serving.gateway.generationEndpoint"
             )
-        from huggingface_hub import InferenceClient
+        from llmtwin.serving.client import model_server_client
 
-        self.client = InferenceClient(endpoint)
+        self.client = model_server_client(endpoint)
         self.author = twin.spec.author.name
 
     def __call__(self, passage: Passage, previous: Passage | None) -> str:

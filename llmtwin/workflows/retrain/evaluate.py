@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from llmtwin.api.v1alpha1 import GateSpec, LLMTwin
-from llmtwin.workflows.retrain.base import detect_precision, load_base_model, load_tokenizer, quiet_transformers
+from llmtwin.models.load import detect_precision, load_model, load_tokenizer, quiet_transformers
+from llmtwin.models.resolve import ResolvedModel
 from llmtwin.workflows.retrain.dataset import read_jsonl
 from llmtwin.workflows.retrain.packing import PackedBatches, learned_tokens, tokenize
 from llmtwin.workflows.retrain.progress import publish
@@ -80,9 +81,19 @@ def spread(items: list[Any], count: int) -> list[Any]:
     return [items[round(i * (len(items) - 1) / max(1, count - 1))] for i in range(count)]
 
 
-def grounded_prompts(twin: LLMTwin, embedder: Any, records: list[dict[str, Any]], count: int) -> list[Any]:
-    """(RAG prompt, retrieved hits, document asked about) for questions on `count` held-out documents."""
-    from llmtwin.retrieval import Retriever
+def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """Messages as the model reads them: its chat template, else the contents one after the other."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return "\n\n".join(m["content"] for m in messages) + "\n\n"
+
+
+def grounded_prompts(
+    twin: LLMTwin, embedder: Any, tokenizer: Any, records: list[dict[str, Any]], count: int
+) -> list[Any]:
+    """(RAG prompt, retrieved hits, document asked about) for questions on `count` held-out documents:
+    the front door's own retrieval and messages."""
+    from llmtwin.frontdoor.retrieve import Retriever
 
     if count <= 0:
         return []
@@ -91,7 +102,7 @@ def grounded_prompts(twin: LLMTwin, embedder: Any, records: list[dict[str, Any]]
     for title, document in spread(sorted({(r["title"], r["document"]) for r in records}), count):
         question = GROUNDED_QUESTION.format(title=title)
         hits = retriever.retrieve(question)
-        prompts.append((retriever.prompt(question, hits), hits, document))
+        prompts.append((render_chat(tokenizer, retriever.messages(question, hits)), hits, document))
     return prompts
 
 
@@ -145,11 +156,13 @@ class Evaluation:
     embedder: Any
 
 
-def prepare(twin: LLMTwin, workspace: RetrainWorkspace, style_samples: int, grounded_questions: int) -> Evaluation:
+def prepare(
+    twin: LLMTwin, base: ResolvedModel, workspace: RetrainWorkspace, style_samples: int, grounded_questions: int
+) -> Evaluation:
     from llmtwin.corpus.embed import embedder_for
 
     training = twin.spec.training
-    tokenizer = load_tokenizer(twin.spec.base_model)
+    tokenizer = load_tokenizer(base)
     records = read_jsonl(workspace.eval_file)
     batches = PackedBatches(
         tokenize(records, tokenizer, training.max_seq_length),
@@ -159,17 +172,15 @@ def prepare(twin: LLMTwin, workspace: RetrainWorkspace, style_samples: int, grou
         tokenizer.pad_token_id,
     )
     embedder = embedder_for(twin.spec.vector_store.embedding_model)
-    questions = grounded_prompts(twin, embedder, records, grounded_questions)
+    questions = grounded_prompts(twin, embedder, tokenizer, records, grounded_questions)
     return Evaluation(tokenizer, records, batches, spread(records, style_samples), questions, embedder)
 
 
-def load_variants(twin: LLMTwin, workspace: RetrainWorkspace, production_adapter: Path | None, precision) -> Any:
+def load_variants(base: ResolvedModel, workspace: RetrainWorkspace, production_adapter: Path | None, precision) -> Any:
     """The base model with the candidate adapter, and production's when there is one."""
     from peft import PeftModel
 
-    model = PeftModel.from_pretrained(
-        load_base_model(twin.spec.base_model, precision), str(workspace.adapter_dir), adapter_name="candidate"
-    )
+    model = PeftModel.from_pretrained(load_model(base, precision), str(workspace.adapter_dir), adapter_name="candidate")
     if production_adapter:
         model.load_adapter(str(production_adapter), adapter_name="production")
     model.eval()
@@ -199,6 +210,7 @@ def retrieval_found_document(questions: list[Any]) -> float | None:
 
 def evaluate_candidate(
     twin: LLMTwin,
+    base: ResolvedModel,
     workspace: RetrainWorkspace,
     production_adapter: Path | None,
     production_version: str | None,
@@ -207,9 +219,9 @@ def evaluate_candidate(
 ) -> dict[str, Any]:
     """Score base, production and candidate; decide the gate; write and return report.json."""
     quiet_transformers()
-    evaluation = prepare(twin, workspace, style_samples, grounded_questions)
+    evaluation = prepare(twin, base, workspace, style_samples, grounded_questions)
     precision = detect_precision()
-    model = load_variants(twin, workspace, production_adapter, precision)
+    model = load_variants(base, workspace, production_adapter, precision)
     variants = ["base", "production", "candidate"] if production_adapter else ["base", "candidate"]
     scores: dict[str, dict[str, float]] = {}
     samples: dict[str, list[str]] = {}

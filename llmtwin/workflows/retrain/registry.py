@@ -19,9 +19,7 @@ import datetime as dt
 import functools
 import json
 import math
-import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,23 +223,3 @@ def register(
         fields["candidateVersion"] = number
     status.report(twin, fields)
     return Registration(number, promoted, report["reason"], run_id)
-
-
-def download_adapter(tracking_uri: str, model_name: str, version: str, dest: Path) -> Path:
-    """A registered adapter version's files, placed directly in `dest` (replaced whole, never half-written).
-
-    The version's source is resolved with our client rather than through a `models:/` URI, which
-    MLflow resolves against the process-wide registry URI instead of the one passed in.
-    """
-    from mlflow.artifacts import download_artifacts
-
-    source = client(tracking_uri).get_model_version_download_uri(model_name, version)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
-    try:
-        downloaded = Path(download_artifacts(artifact_uri=source, dst_path=str(staging), tracking_uri=tracking_uri))
-        shutil.rmtree(dest, ignore_errors=True)
-        downloaded.rename(dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return dest

@@ -27,14 +27,9 @@ import numpy as np
 import torch
 
 from llmtwin.api.v1alpha1 import LLMTwin
-from llmtwin.workflows.retrain.base import (
-    Precision,
-    check_training_config,
-    detect_precision,
-    load_base_model,
-    load_tokenizer,
-    quiet_transformers,
-)
+from llmtwin.models.load import Precision, detect_precision, load_model, load_tokenizer, quiet_transformers
+from llmtwin.models.resolve import ResolvedModel
+from llmtwin.workflows.retrain.base import check_training_config
 from llmtwin.workflows.retrain.dataset import read_jsonl
 from llmtwin.workflows.retrain.packing import PackedBatches, learned_tokens, tokenize
 from llmtwin.workflows.retrain.progress import publish
@@ -68,11 +63,11 @@ class TrainResult:
         return {**fields, "tokens_per_second": round(self.tokens_per_second, 1)}
 
 
-def lora_model(twin: LLMTwin, precision: Precision) -> Any:
+def lora_model(twin: LLMTwin, base: ResolvedModel, precision: Precision) -> Any:
     """The base model with fresh LoRA adapters from spec.training.lora (QLoRA when 4-bit is on)."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    model = load_base_model(twin.spec.base_model, precision)
+    model = load_model(base, precision)
     if precision.quantize_4bit:
         model = prepare_model_for_kbit_training(model)
     lora = twin.spec.training.lora
@@ -221,12 +216,12 @@ class TrainingRun:
         }
 
 
-def prepare_run(twin: LLMTwin, workspace: RetrainWorkspace, dataset_hash: str) -> TrainingRun:
+def prepare_run(twin: LLMTwin, base: ResolvedModel, workspace: RetrainWorkspace, dataset_hash: str) -> TrainingRun:
     """Data packed, LoRA model built, optimizer and schedule set, resumed from a checkpoint if one fits."""
     from transformers import get_scheduler, set_seed
 
     training = twin.spec.training
-    tokenizer = load_tokenizer(twin.spec.base_model)
+    tokenizer = load_tokenizer(base)
     examples = tokenize(read_jsonl(workspace.train_file), tokenizer, training.max_seq_length)
     if not examples:
         raise ValueError(f"{workspace.train_file}: no example has a response token within maxSeqLength")
@@ -238,7 +233,7 @@ def prepare_run(twin: LLMTwin, workspace: RetrainWorkspace, dataset_hash: str) -
 
     set_seed(training.seed)  # the LoRA initialisation and dropout are reproducible too
     precision = detect_precision()
-    model = lora_model(twin, precision)
+    model = lora_model(twin, base, precision)
     trainable = [p for p in model.parameters() if p.requires_grad]
     # fused: one kernel for all the small LoRA tensors instead of a Python loop over them.
     optimizer = torch.optim.AdamW(trainable, lr=training.learning_rate, weight_decay=0.0, fused=True)
@@ -273,13 +268,16 @@ def train_steps(run: TrainingRun, checkpoint_steps: int) -> int:
 
 
 def train_adapter(
-    twin: LLMTwin, workspace: RetrainWorkspace, checkpoint_steps: int = DEFAULT_CHECKPOINT_STEPS
+    twin: LLMTwin,
+    base: ResolvedModel,
+    workspace: RetrainWorkspace,
+    checkpoint_steps: int = DEFAULT_CHECKPOINT_STEPS,
 ) -> TrainResult:
     """Train (or resume) the adapter on the workspace's dataset; leaves adapter/, loss.json/.png, summary.json."""
     quiet_transformers()
-    check_training_config(twin)
+    check_training_config(twin, base)
     dataset_hash = json.loads(workspace.manifest.read_text())["hash"]
-    run = prepare_run(twin, workspace, dataset_hash)
+    run = prepare_run(twin, base, workspace, dataset_hash)
     resumed_from = run.step
     started = time.perf_counter()
     tokens = train_steps(run, checkpoint_steps)

@@ -1,0 +1,50 @@
+"""Retrieval over a twin's collection: the question embedded, the nearest chunks with sources and scores."""
+
+from __future__ import annotations
+
+from prometheus_client import Histogram
+
+from llmtwin.api.v1alpha1 import LLMTwin
+from llmtwin.corpus.embed import Embedder, embedder_for
+from llmtwin.corpus.store import ChunkStore, Hit, literal, store_for
+
+RETRIEVE_SECONDS = Histogram("llmtwin_retrieve_seconds", "Question embedding + vector search time")
+
+
+def source_filter(bucket: str | None = None, key_prefix: str | None = None, since: int | None = None) -> str:
+    terms = []
+    if bucket:
+        terms.append(f"bucket == {literal(bucket)}")
+    if key_prefix:
+        terms.append(f"key like {literal(key_prefix.replace('%', '') + '%')}")
+    if since:
+        terms.append(f"ingested_at >= {int(since)}")
+    return " and ".join(terms)
+
+
+class Retriever:
+    def __init__(self, twin: LLMTwin, store: ChunkStore | None = None, embedder: Embedder | None = None):
+        self.twin = twin
+        self.store = store or store_for(twin)
+        self.embedder = embedder or embedder_for(twin.spec.vector_store.embedding_model)
+
+    def retrieve(self, question: str, top_k: int | None = None, filter: str = "") -> list[Hit]:
+        with RETRIEVE_SECONDS.time():
+            vector = self.embedder.embed([question])[0]
+            return self.store.search(vector, top_k or self.twin.spec.serving.gateway.top_k, filter)
+
+    def messages(self, question: str, hits: list[Hit]) -> list[dict[str, str]]:
+        """The spec's system prompt and prompt template, filled with the author, their style notes, the
+        retrieved passages and the question."""
+        gateway = self.twin.spec.serving.gateway
+        values = {
+            "author": self.twin.spec.author.name,
+            "style": self.twin.spec.author.style_notes,
+            # Plain passages: numbered or titled ones were copied back verbatim by a small model.
+            "context": "\n\n".join(h.text.strip() for h in hits),
+            "question": question,
+        }
+        return [
+            {"role": "system", "content": gateway.system_prompt.format(**values).strip()},
+            {"role": "user", "content": gateway.prompt_template.format(**values)},
+        ]

@@ -1,0 +1,342 @@
+"""Pure builders of a twin's serving plane: the model server's Rollout (per engine), its stable and
+canary Services, the canary's AnalysisTemplate, and the twin's front door (Deployment, Service,
+ServiceMonitor) in front of the stable Service.
+
+Engines (`spec.serving.engine`), each with its own image, flags, adapter wiring and metric names:
+- `tgi`: TGI's image; the production adapter through `LORA_ADAPTERS`; `tgi_*` metrics;
+- `vllm`: vLLM's OpenAI server; `--enable-lora --lora-modules`; `vllm:*` and `http_requests_total`;
+- `llmtwin`: `llmtwin serve` from the workflow image (CPU nodes, no TGI); `--adapter`; TGI's metric names.
+The production adapter is served under the twin's name by every engine; the front door asks for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from llmtwin.api import names
+from llmtwin.api.v1alpha1 import LLMTwin
+from llmtwin.config import PlatformSettings
+from llmtwin.workflows import templates
+
+SERVER_PORT = 8080
+FRONT_DOOR_PORT = 8080
+ADAPTER_DIR = "/adapters"
+ADAPTER_PATH = f"{ADAPTER_DIR}/current"
+MODEL_CACHE = "/var/cache/llmtwin/models"
+TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.4"
+VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
+
+
+def _meta(twin: LLMTwin, name: str, component: str) -> dict[str, Any]:
+    return names.child_metadata(twin.namespace, twin.name, name, component)
+
+
+# ----------------------------------------------------------------------------------------- engines
+Queries = Callable[[str, str], tuple[str, str]]  # (selector, window) -> (error ratio, p95 latency)
+
+
+def _tgi_queries(selector: str, window: str) -> tuple[str, str]:
+    # A server that never failed has no failure series yet: that is zero failures, not no data.
+    failed = f"(sum(rate(tgi_request_failure{{{selector}}}[{window}])) or vector(0))"
+    requests = f"sum(rate(tgi_request_count{{{selector}}}[{window}]))"
+    latency = f"sum(rate(tgi_request_duration_bucket{{{selector}}}[{window}])) by (le)"
+    return f"{failed} / {requests}", f"histogram_quantile(0.95, {latency})"
+
+
+def _vllm_queries(selector: str, window: str) -> tuple[str, str]:
+    # vLLM counts no failed requests itself; its OpenAI server's HTTP metrics do.
+    failed = f'(sum(rate(http_requests_total{{{selector},status=~"5.."}}[{window}])) or vector(0))'
+    requests = f"sum(rate(http_requests_total{{{selector}}}[{window}]))"
+    latency = f"sum(rate(vllm:e2e_request_latency_seconds_bucket{{{selector}}}[{window}])) by (le)"
+    return f"{failed} / {requests}", f"histogram_quantile(0.95, {latency})"
+
+
+@dataclass(frozen=True)
+class Engine:
+    image: Callable[[PlatformSettings], str]
+    args: Callable[[LLMTwin], list[str]]
+    env: Callable[[LLMTwin, PlatformSettings], list[dict[str, str]]]
+    queries: Queries
+
+
+def _tgi_args(twin: LLMTwin) -> list[str]:
+    serving, base = twin.spec.serving, twin.spec.base_model
+    args = ["--model-id", base.id.removeprefix("hf://"), "--port", str(SERVER_PORT)]
+    args += ["--max-input-tokens", str(serving.max_input_tokens), "--max-total-tokens", str(serving.max_total_tokens)]
+    return args + (["--revision", base.revision] if base.revision else [])
+
+
+def _tgi_env(twin: LLMTwin, settings: PlatformSettings) -> list[dict[str, str]]:
+    env = [{"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"}]
+    if twin.status.model_version:
+        env.append({"name": "LORA_ADAPTERS", "value": f"{twin.name}={ADAPTER_PATH}"})
+    return env
+
+
+def _vllm_args(twin: LLMTwin) -> list[str]:
+    serving, base = twin.spec.serving, twin.spec.base_model
+    args = ["--model", base.id.removeprefix("hf://"), "--port", str(SERVER_PORT)]
+    args += ["--max-model-len", str(serving.max_total_tokens), "--enable-lora"]
+    if twin.status.model_version:
+        args += ["--lora-modules", f"{twin.name}={ADAPTER_PATH}"]
+    return args + (["--revision", base.revision] if base.revision else [])
+
+
+def _llmtwin_args(twin: LLMTwin) -> list[str]:
+    serving = twin.spec.serving
+    args = ["serve", "--model", twin.spec.base_model.id, "--port", str(SERVER_PORT)]
+    args += ["--max-input-tokens", str(serving.max_input_tokens), "--max-total-tokens", str(serving.max_total_tokens)]
+    args += ["--max-new-tokens", str(serving.max_new_tokens)]
+    return args + (["--adapter", f"{twin.name}={ADAPTER_PATH}"] if twin.status.model_version else [])
+
+
+def _llmtwin_env(twin: LLMTwin, settings: PlatformSettings) -> list[dict[str, str]]:
+    env = templates.step_env(settings)
+    return [*env, {"name": "LLMTWIN_MODEL_CACHE", "value": MODEL_CACHE}]
+
+
+ENGINES: dict[str, Engine] = {
+    "tgi": Engine(lambda settings: TGI_IMAGE, _tgi_args, _tgi_env, _tgi_queries),
+    "vllm": Engine(lambda settings: VLLM_IMAGE, _vllm_args, lambda twin, settings: [], _vllm_queries),
+    "llmtwin": Engine(lambda settings: settings.workflow_image, _llmtwin_args, _llmtwin_env, _tgi_queries),
+}
+
+
+# ------------------------------------------------------------------------------------ model server
+def _server_selector(twin: LLMTwin) -> dict[str, str]:
+    return {names.TWIN_LABEL: twin.name, names.COMPONENT_LABEL: "server"}
+
+
+def _resources(twin: LLMTwin) -> dict[str, Any]:
+    compute = twin.spec.serving.resources
+    resources: dict[str, Any] = {
+        "requests": {"cpu": compute.cpu, "memory": compute.memory},
+        "limits": {"memory": compute.memory},
+    }
+    if compute.gpu:
+        resources["requests"]["nvidia.com/gpu"] = str(compute.gpu)
+        resources["limits"]["nvidia.com/gpu"] = str(compute.gpu)
+    return resources
+
+
+def _server_container(twin: LLMTwin, settings: PlatformSettings) -> dict[str, Any]:
+    serving = twin.spec.serving
+    engine = ENGINES[serving.engine]
+    mounts = [{"name": "adapters", "mountPath": ADAPTER_DIR}]
+    if serving.engine == "llmtwin":
+        mounts.append({"name": "model-cache", "mountPath": MODEL_CACHE})
+    return {
+        "name": "server",
+        "image": serving.image or engine.image(settings),
+        "args": engine.args(twin),
+        "env": engine.env(twin, settings),
+        "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
+        "resources": _resources(twin),
+        "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10},
+        "livenessProbe": {
+            "httpGet": {"path": "/health", "port": "http"},
+            "periodSeconds": 30,
+            "failureThreshold": 10,
+            # Model download and load take minutes on first start.
+            "initialDelaySeconds": 300,
+        },
+        "volumeMounts": mounts,
+    }
+
+
+def _adapter_init_container(twin: LLMTwin, settings: PlatformSettings) -> dict[str, Any]:
+    return {
+        "name": "fetch-adapter",
+        "image": settings.workflow_image,
+        "command": ["llmtwin", "step", "fetch-adapter"],
+        "args": [f"version={twin.status.model_version}", f"dest={ADAPTER_PATH}"],
+        # The step keeps its outputs in its workspace: put it on the writable adapters volume.
+        "env": templates.step_env(settings, workspace=f"{ADAPTER_DIR}/.step"),
+        "volumeMounts": [
+            {"name": "adapters", "mountPath": ADAPTER_DIR},
+            {"name": "twin-config", "mountPath": templates.CONFIG_MOUNT, "readOnly": True},
+        ],
+        "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False},
+    }
+
+
+def _canary_steps(twin: LLMTwin) -> list[dict[str, Any]]:
+    steps: list[dict[str, Any]] = []
+    for step in twin.spec.serving.canary.steps:
+        steps.append({"setWeight": step.set_weight})
+        steps.append({"pause": {"duration": step.pause}} if step.pause else {"pause": {}})
+    return steps
+
+
+def rollout(twin: LLMTwin, settings: PlatformSettings) -> dict[str, Any]:
+    serving = twin.spec.serving
+    volumes = [
+        {"name": "adapters", "emptyDir": {}},
+        {"name": "twin-config", "configMap": {"name": names.config_map_name(twin.name)}},
+    ]
+    if serving.engine == "llmtwin":
+        volumes.append({"name": "model-cache", "emptyDir": {}})
+    pod_spec: dict[str, Any] = {"containers": [_server_container(twin, settings)], "volumes": volumes}
+    if twin.status.model_version:
+        pod_spec["initContainers"] = [_adapter_init_container(twin, settings)]
+    compute = serving.resources
+    if compute.node_selector:
+        pod_spec["nodeSelector"] = dict(compute.node_selector)
+    if compute.tolerations:
+        pod_spec["tolerations"] = [t.wire() for t in compute.tolerations]
+    selector = _server_selector(twin)
+    canary = names.service_name(twin.name, "canary")
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": _meta(twin, names.server_name(twin.name), "server"),
+        "spec": {
+            "replicas": serving.replicas,
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {
+                    "labels": selector,
+                    "annotations": {names.MODEL_VERSION_ANNOTATION: twin.status.model_version or "base"},
+                },
+                "spec": pod_spec,
+            },
+            "strategy": {
+                "canary": {
+                    "stableService": names.service_name(twin.name, "stable"),
+                    "canaryService": canary,
+                    "analysis": {
+                        "templates": [{"templateName": names.analysis_template_name(twin.name)}],
+                        "args": [{"name": "service", "value": canary}],
+                    },
+                    "steps": _canary_steps(twin),
+                }
+            },
+        },
+    }
+
+
+def service(twin: LLMTwin, role: Literal["stable", "canary"]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(twin, names.service_name(twin.name, role), "server"),
+        "spec": {
+            "selector": _server_selector(twin),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def analysis_template(twin: LLMTwin) -> dict[str, Any]:
+    """Prometheus checks on the canary, in the engine's own metric names."""
+    analysis = twin.spec.serving.canary.analysis
+    selector = f'namespace="{twin.namespace}",service="{{{{args.service}}}}"'
+    errors, latency = ENGINES[twin.spec.serving.engine].queries(selector, analysis.interval)
+
+    def metric(name: str, query: str, bound: float) -> dict[str, Any]:
+        return {
+            "name": name,
+            "interval": analysis.interval,
+            "failureLimit": analysis.failure_limit,
+            # No traffic yet is not a failure: NaN/empty results count as success.
+            "successCondition": f"len(result) == 0 || isNaN(result[0]) || result[0] <= {bound}",
+            "provider": {"prometheus": {"address": analysis.prometheus_address, "query": query}},
+        }
+
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": _meta(twin, names.analysis_template_name(twin.name), "server"),
+        "spec": {
+            "args": [{"name": "service"}],
+            "metrics": [
+                metric("error-ratio", errors, analysis.max_error_ratio),
+                metric("p95-latency", latency, analysis.max_p95_latency_seconds),
+            ],
+        },
+    }
+
+
+# -------------------------------------------------------------------------------------- front door
+def _front_door_selector(twin: LLMTwin) -> dict[str, str]:
+    return {names.TWIN_LABEL: twin.name, names.COMPONENT_LABEL: "frontdoor"}
+
+
+def model_server_url(twin: LLMTwin) -> str:
+    """What the front door generates with: the spec's endpoint, else the Rollout's stable Service."""
+    stable = names.service_name(twin.name, "stable")
+    return twin.spec.serving.gateway.generation_endpoint or f"http://{stable}.{twin.namespace}.svc"
+
+
+def front_door(twin: LLMTwin, settings: PlatformSettings) -> dict[str, Any]:
+    selector = _front_door_selector(twin)
+    env = templates.step_env(settings) + [{"name": "LLMTWIN_MODEL_SERVER", "value": model_server_url(twin)}]
+    container = {
+        "name": "frontdoor",
+        "image": settings.workflow_image,
+        "args": ["frontdoor", "--port", str(FRONT_DOOR_PORT)],
+        "env": env,
+        "ports": [{"name": "http", "containerPort": FRONT_DOOR_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 30, "failureThreshold": 5},
+        # The embedding model and the Milvus client, no generation: modest.
+        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+        "volumeMounts": [{"name": "twin-config", "mountPath": templates.CONFIG_MOUNT, "readOnly": True}],
+        "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False},
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(twin, names.front_door_name(twin.name), "frontdoor"),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": selector},
+                "spec": {
+                    "containers": [container],
+                    "volumes": [{"name": "twin-config", "configMap": {"name": names.config_map_name(twin.name)}}],
+                },
+            },
+        },
+    }
+
+
+def front_door_service(twin: LLMTwin) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(twin, names.front_door_name(twin.name), "frontdoor"),
+        "spec": {
+            "selector": _front_door_selector(twin),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def front_door_monitor(twin: LLMTwin) -> dict[str, Any]:
+    """Prometheus (prometheus-operator) scrapes the front door's /metrics through its Service."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": _meta(twin, names.front_door_name(twin.name), "frontdoor"),
+        "spec": {
+            "selector": {"matchLabels": {**names.twin_labels(twin.name), names.COMPONENT_LABEL: "frontdoor"}},
+            "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
+        },
+    }
+
+
+def serving_children(twin: LLMTwin, settings: PlatformSettings) -> list[dict[str, Any]]:
+    return [
+        service(twin, "stable"),
+        service(twin, "canary"),
+        analysis_template(twin),
+        rollout(twin, settings),
+        front_door(twin, settings),
+        front_door_service(twin),
+        front_door_monitor(twin),
+    ]
