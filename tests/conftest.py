@@ -16,6 +16,7 @@ from tests.harness.kube import KubeCluster, server_fixture
 from tests.harness.milvus import MilvusServer
 from tests.harness.minio import MinioServer, kafka_notify_env
 from tests.harness.operator import MINIO_KAFKA_TARGET, OBJECTS_TOPIC, OperatorProcess, create_s3_secret, platform_env
+from tests.harness.prometheus import Prometheus
 from tests.twins import ROOT
 
 # fixture -> the marker every test using it carries
@@ -60,6 +61,12 @@ def second_minio():
 @pytest.fixture(scope="session")
 def milvus_server():
     yield from server_fixture(MilvusServer())
+
+
+@pytest.fixture(scope="session")
+def prometheus():
+    """Debian's Prometheus; a test points it at its targets with `prometheus.set_targets`."""
+    yield from server_fixture(Prometheus())
 
 
 @pytest.fixture(scope="session")

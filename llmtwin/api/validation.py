@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from llmtwin.api.v1alpha1 import LLMTwin
 
 MAX_COLLECTION_NAME = 255  # Milvus' limit
+PROMPT_OVERHEAD_TOKENS = 256  # the system prompt, the template's own words and the question, roughly
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,15 @@ def spec_problems(twin: LLMTwin) -> list[Problem]:
         )
     if spec.serving.max_input_tokens >= spec.serving.max_total_tokens:
         problems.append(Problem("spec.serving.maxInputTokens", "must be smaller than spec.serving.maxTotalTokens"))
+    context = spec.serving.gateway.top_k * spec.vector_store.chunk_size
+    if context + PROMPT_OVERHEAD_TOKENS > spec.serving.max_input_tokens:
+        problems.append(
+            Problem(
+                "spec.serving.gateway.topK",
+                f"{spec.serving.gateway.top_k} chunks of {spec.vector_store.chunk_size} tokens plus the prompt exceed"
+                f" maxInputTokens ({spec.serving.max_input_tokens}): lower topK or chunkSize, or raise maxInputTokens",
+            )
+        )
     if len(twin.collection) > MAX_COLLECTION_NAME:
         problems.append(
             Problem("spec.vectorStore.collection", f"the derived name is longer than {MAX_COLLECTION_NAME}; set one")

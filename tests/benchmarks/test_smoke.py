@@ -26,6 +26,7 @@ BENCHMARKS = [
     pytest.param("events", marks=SERVERS, id="events"),
     pytest.param("operator", marks=SERVERS, id="operator"),
     pytest.param("training", marks=[pytest.mark.models], id="training"),
+    pytest.param("serving", marks=[pytest.mark.models], id="serving"),
 ]
 
 

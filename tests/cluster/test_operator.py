@@ -22,8 +22,12 @@ CHILD_KINDS = (
     "services",
     "analysistemplates.argoproj.io",
     "rollouts.argoproj.io",
+    "deployments.apps",
+    "servicemonitors.monitoring.coreos.com",
     "prometheusrules.monitoring.coreos.com",
 )
+# Two WorkflowTemplates (ingest, retrain), three Services (stable, canary, front door).
+CHILDREN = len(CHILD_KINDS) + 3
 
 
 def twin_doc(name: str, namespace: str = "default", **spec) -> dict:
@@ -53,7 +57,7 @@ def test_apply_creates_owned_children_and_ready_status(kube_cluster, operator):
     twin = get_json(kube_cluster, "llmtwin", "alpha")
     objs = children(kube_cluster, "alpha")
     assert sorted(objs) == sorted(twin["status"]["children"])
-    assert len(objs) == len(CHILD_KINDS) + 2  # two WorkflowTemplates, two Services
+    assert len(objs) == CHILDREN  # two WorkflowTemplates, two Services
     for obj in objs.values():
         (ref,) = obj["metadata"]["ownerReferences"]
         assert ref["uid"] == twin["metadata"]["uid"] and ref["controller"] is True
@@ -192,14 +196,17 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(kube_cluster
     for name in names:
         wait_ready(kube_cluster, name, timeout=90)
         objs = children(kube_cluster, name)
-        assert len(objs) == len(CHILD_KINDS) + 2, sorted(objs)
+        assert len(objs) == CHILDREN, sorted(objs)
         twin = get_json(kube_cluster, "llmtwin", name)
         assert all(o["metadata"]["ownerReferences"][0]["uid"] == twin["metadata"]["uid"] for o in objs.values())
 
 
-def test_rendered_children_pass_the_real_crd_schemas_with_the_server(kube_cluster, tmp_path):
-    """`llmtwin render` output is accepted by server-side dry-run (Argo/Rollouts/Prometheus schemas)."""
-    doc = twin_doc("render-check")
+@pytest.mark.parametrize("engine", ["tgi", "vllm", "llmtwin"])
+def test_rendered_children_pass_the_real_crd_schemas_with_the_server(kube_cluster, tmp_path, engine):
+    """`llmtwin render` output, for each engine, is accepted by server-side dry-run (Argo Rollouts,
+    Argo Workflows, prometheus-operator schemas), with a production adapter to wire in."""
+    doc = twin_doc("render-check", serving={"engine": engine})
+    doc["status"] = {"modelVersion": "3"}
     (tmp_path / "twin.yaml").write_text(yaml.safe_dump(doc))
     rendered = subprocess.run(
         [sys.executable, "-m", "llmtwin.cli", "render", "-f", str(tmp_path / "twin.yaml")],
@@ -208,7 +215,7 @@ def test_rendered_children_pass_the_real_crd_schemas_with_the_server(kube_cluste
         check=True,
     ).stdout
     result = kube_cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered)
-    assert result.stdout.count("(server dry run)") == len(CHILD_KINDS) + 2
+    assert result.stdout.count("(server dry run)") == CHILDREN
 
 
 def test_delete_policy_delete_drops_the_milvus_collection(kube_cluster, operator, milvus_server):

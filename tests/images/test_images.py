@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 ENTRYPOINTS = {
     "operator": (["operator", "--help"], ["torch", "llama_index", "fastapi"]),
     "gateway": (["gateway", "--help"], ["torch", "llama_index"]),
-    "workflows": (["step", "--help"], []),
+    "workflows": (["step", "--help"], []),  # also `serve` and `frontdoor`: see below
 }
 
 
@@ -67,6 +67,11 @@ def test_each_image_starts_its_entrypoint_and_holds_nothing_it_should_not(image_
     assert imported.returncode == 0, imported.stderr[-3000:]
     for module in absent:
         assert env.run("python", "-c", f"import {module}").returncode != 0, f"{image} image contains {module}"
+    if image == "workflows":  # the same image runs the `llmtwin` serving engine and the front door
+        for command in (["serve", "--help"], ["frontdoor", "--help"]):
+            assert env.run(*command).returncode == 0, command
+        serving = "import llmtwin.serving.server, llmtwin.frontdoor.http, gguf, peft"
+        assert env.run("python", "-c", serving).returncode == 0
 
 
 def test_the_operator_image_reconciles_and_runs_a_delete_finalizer(

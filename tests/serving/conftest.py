@@ -13,8 +13,8 @@ from tests.harness import free_port
 from tests.harness.process import CliProcess
 
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
-MAX_INPUT_TOKENS = 512
-MAX_TOTAL_TOKENS = 1024
+MAX_INPUT_TOKENS = 2048  # the spec's defaults: the front door's prompts (4 chunks of 256 tokens) fit
+MAX_TOTAL_TOKENS = 4096
 
 
 @pytest.fixture(autouse=True)

@@ -113,6 +113,8 @@ def test_spec_problems_name_their_field():
         "spec.serving.maxInputTokens",
     }
     assert spec_problems(example_twin()) == []
+    crowded = example_twin(vectorStore={"chunkSize": 1024, "chunkOverlap": 32}, serving={"maxInputTokens": 2048})
+    assert [p.field for p in spec_problems(crowded)] == ["spec.serving.gateway.topK"]
     # One bucket name on two endpoints is two buckets.
     two_endpoints = example_twin(
         sources=[

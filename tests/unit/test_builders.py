@@ -4,7 +4,7 @@ import json
 
 from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.config import PlatformSettings as Settings
-from llmtwin.operator import builders
+from llmtwin.operator import builders, serving
 from llmtwin.operator.apply import contains
 from tests.twins import example_twin
 
@@ -29,6 +29,9 @@ def test_children_are_named_labelled_and_namespaced():
             "Service",
             "AnalysisTemplate",
             "Rollout",
+            "Deployment",
+            "Service",
+            "ServiceMonitor",
             "PrometheusRule",
         ]
     )
@@ -66,7 +69,7 @@ def test_rollout_follows_serving_spec():
             "canary": {"steps": [{"setWeight": 20, "pause": "1m"}, {"setWeight": 60}]},
         }
     )
-    ro = builders.rollout(t, Settings())
+    ro = serving.rollout(t, Settings())
     pod = ro["spec"]["template"]["spec"]
     server = pod["containers"][0]
     assert ro["spec"]["replicas"] == 2
@@ -86,7 +89,7 @@ def test_rollout_follows_serving_spec():
 def test_production_adapter_is_fetched_and_served():
     t = twin()
     t.status.model_version = "7"
-    ro = builders.rollout(t, Settings())
+    ro = serving.rollout(t, Settings())
     pod = ro["spec"]["template"]["spec"]
     assert pod["initContainers"][0]["args"][0] == "version=7"
     assert {"name": "LORA_ADAPTERS", "value": "demo=/adapters/current"} in pod["containers"][0]["env"]
@@ -99,9 +102,59 @@ def test_analysis_and_drift_rule_use_spec_thresholds():
     assert rule["expr"] == 'llmtwin_drift_score{twin="demo",namespace="default"} > 0.5'
     assert rule["for"] == "120s"
     assert rule["labels"]["llmtwin_twin"] == "demo"
-    metrics = builders.analysis_template(t)["spec"]["metrics"]
+    metrics = serving.analysis_template(t)["spec"]["metrics"]
     assert "result[0] <= 0.05" in metrics[0]["successCondition"]
     assert "result[0] <= 2.0" in metrics[1]["successCondition"]
+
+
+def test_each_engine_has_its_image_flags_adapter_wiring_and_metric_names():
+    settings = Settings(workflow_image="registry.example/llmtwin/workflows:1.2")
+    queried = {}
+    for engine in ("tgi", "vllm", "llmtwin"):
+        t = twin(serving={"engine": engine})
+        t.status.model_version = "4"
+        server = serving.rollout(t, settings)["spec"]["template"]["spec"]["containers"][0]
+        args = " ".join(server["args"])
+        env = {e["name"]: e["value"] for e in server["env"]}
+        queries = " ".join(
+            m["provider"]["prometheus"]["query"] for m in serving.analysis_template(t)["spec"]["metrics"]
+        )
+        queried[engine] = queries
+        if engine == "tgi":
+            assert server["image"].startswith("ghcr.io/huggingface/text-generation-inference")
+            assert (
+                "--model-id HuggingFaceTB/SmolLM2-135M-Instruct" in args
+                and env["LORA_ADAPTERS"] == "demo=/adapters/current"
+            )
+        elif engine == "vllm":
+            assert server["image"].startswith("vllm/") and "--lora-modules demo=/adapters/current" in args
+        else:
+            assert server["image"] == "registry.example/llmtwin/workflows:1.2"
+            assert args.startswith("serve --model HuggingFaceTB/SmolLM2-135M-Instruct --port 8080")
+            assert "--adapter demo=/adapters/current" in args
+            assert f"--max-new-tokens {t.spec.serving.max_new_tokens}" in args
+            assert env["MLFLOW_TRACKING_URI"] == settings.mlflow_tracking_uri and env["LLMTWIN_MODEL_CACHE"]
+    # No engine's analysis queries another engine's metrics.
+    assert "tgi_" in queried["tgi"] and "vllm:" not in queried["tgi"]
+    assert "vllm:" in queried["vllm"] and "tgi_" not in queried["vllm"]
+    assert queried["llmtwin"] == queried["tgi"]  # `llmtwin serve` exports TGI's names
+
+
+def test_the_front_door_asks_the_stable_service_and_is_scraped():
+    t = twin()
+    objs = {(o["kind"], o["metadata"]["name"]): o for o in serving.serving_children(t, Settings())}
+    deployment = objs["Deployment", "demo-frontdoor"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["LLMTWIN_MODEL_SERVER"] == "http://demo-stable.default.svc"
+    assert container["args"][0] == "frontdoor" and env["LLMTWIN_TWIN_FILE"] == "/etc/llmtwin/twin.json"
+    service = objs["Service", "demo-frontdoor"]
+    assert service["spec"]["selector"] == deployment["spec"]["template"]["metadata"]["labels"]
+    monitor = objs["ServiceMonitor", "demo-frontdoor"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    external = twin(serving={"gateway": {"generationEndpoint": "http://tgi.elsewhere:8080"}})
+    assert serving.model_server_url(external) == "http://tgi.elsewhere:8080"
 
 
 def test_contains_ignores_server_added_fields_but_not_changes():
