@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from report import Worker, exit_on_sigterm, print_table  # noqa: E402
 
 from llmtwin.api.v1alpha1 import LLMTwin  # noqa: E402
-from llmtwin.config import PlatformSettings  # noqa: E402
+from llmtwin.config import EmbeddedSettings  # noqa: E402
 from llmtwin.corpus.embed import embedder_for  # noqa: E402
 from llmtwin.corpus.store import ChunkStore, object_filter, store_for  # noqa: E402
 from llmtwin.sources.objects import FolderStore  # noqa: E402
@@ -144,7 +144,7 @@ def drop_latency(work: Path, runs: int = 12) -> list[tuple[str, str, str]]:
     from llmtwin.embedded.twin import EmbeddedTwin
 
     twin = twin_for(work / "embedded.db")
-    embedded = EmbeddedTwin(twin, work / "embedded", PlatformSettings())
+    embedded = EmbeddedTwin(twin, work / "embedded", EmbeddedSettings())
     failures: list[dict] = []  # a file that failed or was dead-lettered is never searchable: stop at once
 
     def on_result(result: dict) -> None:

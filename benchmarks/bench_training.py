@@ -137,7 +137,7 @@ def trainer_baseline(twin: LLMTwin, workspace: RetrainWorkspace) -> dict:
     examples = tokenize(read_jsonl(workspace.train_file), tokenizer, training.max_seq_length)
     features = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
     set_seed(training.seed)
-    model = lora_model(twin, detect_precision())
+    model = lora_model(twin, resolved(twin), detect_precision())
     args = TrainingArguments(
         output_dir=str(workspace.root / "trainer"),
         per_device_train_batch_size=training.batch_size,

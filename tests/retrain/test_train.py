@@ -69,7 +69,7 @@ def test_bad_training_config_fails_before_any_work_naming_the_field(make_twin, w
 def test_a_missing_base_model_fails_naming_the_field(make_twin, workspace, tmp_path):
     missing = make_twin()
     missing.spec.base_model.id = str(tmp_path / "no-such-model")
-    with pytest.raises(SpecError, match=r"^spec\.baseModel\.id: no model directory"):
+    with pytest.raises(SpecError, match=r"^spec\.baseModel\.id: no model folder or .gguf file at"):
         run_step("retrain-train", {}, step_context(missing, workspace))
     assert not workspace.train_dir.exists()
 
