@@ -58,6 +58,9 @@ class PlatformSettings(_Settings):
     objects_topic: str = Field("llmtwin.objects", description="Topic MinIO publishes bucket notifications to.")
     alerts_topic: str = Field("llmtwin.alerts", description="Topic the Alertmanager webhook publishes alerts to.")
     dlq_topic: str = Field("llmtwin.dlq", description="Dead-letter topic: messages the gateway cannot use.")
+    queries_topic: str = Field(
+        "llmtwin.queries", description="Topic the front doors record every question and feedback on (drift)."
+    )
     s3_endpoint: str = Field(
         "http://minio.minio.svc:9000", description="Object store of sources that name no endpoint."
     )
@@ -93,6 +96,12 @@ class _ModelCache(_Settings):
     )
 
 
+class _DriftMonitor(_Settings):
+    drift_evaluate_seconds: float = Field(
+        5.0, gt=0, description="How often the drift monitor scores every twin (its windows slide by time)."
+    )
+
+
 class OperatorSettings(PlatformSettings, _KubeAccess):
     """`llmtwin operator`."""
 
@@ -109,7 +118,7 @@ def _comma_list(value: Any) -> Any:
     return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
 
-class GatewaySettings(PlatformSettings, _KubeAccess):
+class GatewaySettings(PlatformSettings, _KubeAccess, _DriftMonitor):
     """`llmtwin gateway` (command-line options override these)."""
 
     port: int = Field(8080, ge=1, le=65535, validation_alias="LLMTWIN_GATEWAY_PORT", description="HTTP port.")
@@ -189,9 +198,9 @@ class FrontDoorSettings(PlatformSettings):
     )
 
 
-class EmbeddedSettings(PlatformSettings, _ModelCache):
-    """`llmtwin up` and `llmtwin train`: the platform (MinIO for sources with an endpoint, MLflow) and
-    the model cache."""
+class EmbeddedSettings(PlatformSettings, _ModelCache, _DriftMonitor):
+    """`llmtwin up` and `llmtwin train`: the platform (MinIO for sources with an endpoint, MLflow), the
+    model cache and the drift monitor's pace."""
 
 
 S = TypeVar("S", bound=_Settings)

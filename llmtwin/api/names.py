@@ -80,9 +80,24 @@ def default_collection(namespace: str, twin: str) -> str:
 # ------------------------------------------------------------------------------------- drift alert
 # The PrometheusRule the operator renders fires DRIFT_ALERT on DRIFT_METRIC with these labels; the
 # gateway's dispatcher starts a retrain for alerts that carry them.
-DRIFT_METRIC = "llmtwin_drift_score"
+DRIFT_METRIC = "llmtwin_drift_score"  # {namespace, twin, detector}
+DRIFT_WINDOW_METRIC = "llmtwin_drift_window_questions"  # {namespace, twin}
 DRIFT_ALERT = "LLMTwinDrift"
 ALERT_TWIN_LABEL = "llmtwin_twin"
 ALERT_NAMESPACE_LABEL = "llmtwin_namespace"
 ALERT_ACTION_LABEL = "llmtwin_action"
 RETRAIN_ACTION = "retrain"
+
+
+def drift_alert_labels(namespace: str, twin: str) -> dict[str, str]:
+    """The labels the rendered rule (and `llmtwin up`'s rule) put on the drift alert; the dispatcher reads them."""
+    return {
+        "severity": "warning",
+        ALERT_TWIN_LABEL: twin,
+        ALERT_NAMESPACE_LABEL: namespace,
+        ALERT_ACTION_LABEL: RETRAIN_ACTION,
+    }
+
+
+def drift_alert_summary(namespace: str, twin: str) -> str:
+    return f"LLMTwin {namespace}/{twin}: questions drift from the corpus"

@@ -520,19 +520,50 @@ class ServingSpec(ApiModel):
 
 # ------------------------------------------------------------------------------------------ drift
 
-DriftDetector = Literal["embedding-centroid", "feedback"]
+DriftDetector = Literal["embedding-centroid", "mmd", "domain-classifier", "feedback"]
+# Calibrated on the demo corpus with all-MiniLM-L6-v2 (llmtwin/drift/detectors.py says how).
+DRIFT_THRESHOLDS: dict[str, float] = {
+    "embedding-centroid": 0.4,
+    "mmd": 0.06,
+    "domain-classifier": 0.75,
+    "feedback": 0.3,
+}
 
 
 class DriftSpec(ApiModel):
-    """When the twin's questions have drifted from its corpus far enough to retrain."""
+    """When the twin's questions have drifted from its corpus far enough to retrain. The gateway's drift
+    monitor scores the questions of the last `window` with `detector`; the rendered PrometheusRule
+    fires when the score stays above `threshold` for `for`, with at least `minQuestions` in the window."""
 
     detector: DriftDetector = Field(
         default="embedding-centroid",
-        description="`embedding-centroid`: cosine distance of recent questions to the corpus centroid.",
+        description="`embedding-centroid`: cosine distance of the window's centroid to the corpus sample's;"
+        " `mmd`: MMD² (RBF kernel) between the window and the corpus sample; `domain-classifier`: ROC AUC of a"
+        " classifier telling the window's questions from the twin's first questions; `feedback`: share of"
+        " answers rated negatively.",
     )
-    window: Duration = Field(default="1h", description="Window of recent queries compared to the corpus.")
-    threshold: float = Field(default=0.35, gt=0.0, le=2.0, description="Drift score that fires the alert.")
-    for_: Duration = Field(default="10m", alias="for", description="How long drift must hold before firing.")
+    window: Duration = Field(default="1h", description="How far back the questions the score is computed on go.")
+    threshold: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=2.0,
+        description="Score above which the twin has drifted. Default per detector: embedding-centroid 0.4, mmd"
+        " 0.06, domain-classifier 0.75, feedback 0.3.",
+    )
+    for_: Duration = Field(default="10m", alias="for", description="How long drift must hold before the alert fires.")
+    min_questions: int = Field(
+        default=20, ge=2, le=100_000, description="Fewer questions than this in the window never fire the alert."
+    )
+    reference_questions: int = Field(
+        default=100,
+        ge=10,
+        le=10_000,
+        description="How many of the twin's first questions are the domain classifier's reference.",
+    )
+
+    @property
+    def effective_threshold(self) -> float:
+        return self.threshold if self.threshold is not None else DRIFT_THRESHOLDS[self.detector]
 
 
 # ------------------------------------------------------------------------------------------- spec
@@ -594,6 +625,26 @@ class BucketStatus(ApiModel):
     )
 
 
+TrainingResult = Literal["Running", "Succeeded", "Failed"]
+
+
+class TrainingRun(ApiModel):
+    """The twin's latest retrain: what started it and how it ended. The gateway's dispatcher writes the
+    start (it claims the run here before creating the Workflow, so two dispatchers cannot both start
+    one); the retrain's register step and its exit handler write the end. Single-flight and cooldown
+    read this, not Workflow objects (which Argo's TTL deletes)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    episode: str = Field(default="", description="What started it: `<fingerprint>@<startsAt>` or `manual/<id>`.")
+    workflow: str = Field(default="", description="The retrain Workflow's name.")
+    started_at: str = Field(default="", description="When it was started (by the dispatcher or `llmtwin train`).")
+    finished_at: str | None = Field(default=None, description="When it ended (register step or exit handler).")
+    result: TrainingResult = Field(default="Running", description="Running, Succeeded or Failed.")
+    version: str | None = Field(default=None, description="The model version it registered.")
+    promoted: bool | None = Field(default=None, description="Whether that version passed the evaluation gate.")
+
+
 class LLMTwinStatus(ApiModel):
     """Observed state. The operator writes phase, conditions, children, collection and buckets; the
     workflow steps write documents, chunks, lastIngestion, lastError, lastTraining, candidateVersion."""
@@ -612,9 +663,15 @@ class LLMTwinStatus(ApiModel):
     documents: int | None = Field(default=None, description="Documents in the collection.")
     chunks: int | None = Field(default=None, description="Chunks in the collection.")
     last_ingestion: str | None = Field(default=None, description="When an ingest step last finished.")
-    last_training: str | None = Field(default=None, description="When a retrain last registered a version.")
+    last_training: TrainingRun | None = Field(default=None, description="The latest retrain and how it ended.")
     last_error: str | None = Field(default=None, description="The last document or clean-up failure.")
     buckets: list[BucketStatus] = Field(default_factory=list, description="Buckets wired to the event plane.")
+
+    @field_validator("last_training", mode="before")
+    @classmethod
+    def _drop_timestamp_only_training(cls, value: Any) -> Any:
+        # Earlier builds wrote a bare timestamp: nothing to decide single-flight or cooldown with.
+        return value if isinstance(value, dict | TrainingRun) else None
 
     @field_validator("buckets", mode="before")
     @classmethod
@@ -629,12 +686,13 @@ class LLMTwinStatus(ApiModel):
 class ObjectMeta(BaseModel):
     """The part of Kubernetes' ObjectMeta the code reads."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     name: str = Field(pattern=K8S_NAME_PATTERN, max_length=63)
     namespace: str = "default"
     uid: str | None = None
     generation: int | None = None
+    resource_version: str | None = Field(default=None, alias="resourceVersion")
 
 
 class LLMTwin(BaseModel):

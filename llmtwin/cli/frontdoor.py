@@ -14,11 +14,14 @@ def frontdoor(
     host: str = typer.Option("0.0.0.0", help="Address to bind."),
 ) -> None:
     """Serve a twin's front door: retrieve from its collection, prompt in its author's voice, generate with
-    its model server (LLMTWIN_MODEL_SERVER), answer with sources. The twin comes from LLMTWIN_TWIN_FILE."""
+    its model server (LLMTWIN_MODEL_SERVER), answer with sources. The twin comes from LLMTWIN_TWIN_FILE.
+    Every question (its embedding, latency, answer id) and every POST /feedback goes to the queries topic
+    (LLMTWIN_QUERIES_TOPIC on LLMTWIN_KAFKA_BOOTSTRAP), where the gateway's drift monitor reads it."""
     import uvicorn
 
     from llmtwin.config import FrontDoorSettings, load
-    from llmtwin.frontdoor.answer import FrontDoor
+    from llmtwin.events.broker import KafkaMessageProducer
+    from llmtwin.frontdoor.answer import FrontDoor, Recorder, record_failed
     from llmtwin.frontdoor.http import create_app
     from llmtwin.frontdoor.retrieve import Retriever
     from llmtwin.workflows.steps import load_twin
@@ -28,5 +31,11 @@ def frontdoor(
         settings = load(FrontDoorSettings)
     twin = load_twin(settings.twin_file)
     endpoint = settings.model_server or twin.spec.serving.gateway.generation_endpoint
-    door = FrontDoor(twin, Retriever(twin), endpoint)
+    # Without Kafka the front door would answer while the drift loop starves unseen: fail, and say why.
+    try:
+        producer = KafkaMessageProducer(settings.kafka_bootstrap, "llmtwin-frontdoor", on_error=record_failed)
+    except Exception as exc:
+        raise SystemExit(f"cannot reach Kafka at LLMTWIN_KAFKA_BOOTSTRAP={settings.kafka_bootstrap}: {exc}") from exc
+    recorder = Recorder(twin, producer, settings.queries_topic)
+    door = FrontDoor(twin, Retriever(twin), endpoint, recorder)
     uvicorn.run(create_app(door, lambda: twin.status.wire()), host=host, port=port, log_level="warning")

@@ -66,6 +66,7 @@ def train(
     from llmtwin.config import load
     from llmtwin.embedded.state import default_data_dir, running_server
     from llmtwin.embedded.twin import local_settings, status_file, step_context
+    from llmtwin.events.retrains import started
     from llmtwin.workflows.retrain.workspace import RetrainWorkspace
     from llmtwin.workflows.runner import LocalRunner, WorkflowFailed
     from llmtwin.workflows.templates import RETRAIN_STEPS, build_workflow
@@ -91,8 +92,10 @@ def train(
         f"[bold]{twin.namespace}/{twin.name}[/] retrain {event_id} (rerun with --event-id {event_id} to resume)\n"
         f"workspace {workspace.root}  MLflow {settings.mlflow_tracking_uri}"
     )
+    # Recorded as a dispatcher records a drift-started run; the exit handler or register ends it.
+    status.report(twin, {"lastTraining": started(f"manual/{event_id}", workflow["metadata"]["name"]).wire()})
     context = step_context(twin, data_dir, settings, status)
-    with progress_bars(len(RETRAIN_STEPS)) as (progress, on_task):
+    with progress_bars(len(RETRAIN_STEPS) + 1) as (progress, on_task):
         try:
             result = LocalRunner(context, data_dir / "workspaces", on_task=on_task).run(workflow)
         except WorkflowFailed as exc:

@@ -34,10 +34,12 @@ def up(
     port: int = typer.Option(8765, help="Port of the twin's front door: /v1/chat/completions, /ask, /metrics."),
     model_port: int | None = typer.Option(None, help="Port of the model server (TGI's API). Default: a free one."),
 ) -> None:
-    """Run the twin on this machine: watch the inbox, ingest every change, answer on /ask.
+    """Run the twin on this machine: watch the inbox, ingest every change, answer on /ask, retrain on drift.
 
     Files dropped into <data-dir>/inbox/<bucket>/ are ingested into Milvus Lite through the same
-    ingest workflow a cluster runs; a restart resumes where it stopped. Ctrl-C stops cleanly."""
+    ingest workflow a cluster runs; a restart resumes where it stopped. Every question answered is
+    scored for drift (spec.drift); when the twin's rule fires, the retrain workflow runs here.
+    Ctrl-C stops cleanly."""
     from llmtwin.config import EmbeddedSettings, load
     from llmtwin.embedded.state import default_data_dir, running_server
     from llmtwin.embedded.twin import EmbeddedTwin, local_settings
@@ -108,14 +110,16 @@ def _serve(embedded, settings, port: int, model_port: int | None) -> None:
 
     from llmtwin.embedded.serving import start_model_server
     from llmtwin.embedded.state import clear_state, write_state
-    from llmtwin.frontdoor.answer import FrontDoor
+    from llmtwin.frontdoor.answer import FrontDoor, Recorder
     from llmtwin.frontdoor.http import create_app
     from llmtwin.frontdoor.retrieve import Retriever
 
     twin = embedded.twin_with_status()
     with err.status(f"loading {twin.spec.base_model.id}"):
         model = start_model_server(twin, embedded.context.models, settings, model_port or free_port())
-    app = create_app(FrontDoor(twin, Retriever(twin), model.endpoint), embedded.status.read)
+    # Every question onto the in-process queries topic, where the drift chain reads it.
+    recorder = Recorder(twin, embedded.queue, settings.queries_topic)
+    app = create_app(FrontDoor(twin, Retriever(twin), model.endpoint, recorder), embedded.status.read)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     server.install_signal_handlers = lambda: None  # we own SIGINT/SIGTERM below
     stop = threading.Event()
@@ -134,6 +138,7 @@ def _serve(embedded, settings, port: int, model_port: int | None) -> None:
     embedded.on_result = report
     worker = threading.Thread(target=embedded.drain, args=(stop,), daemon=True)
     worker.start()
+    drift = embedded.drift().run(settings.drift_evaluate_seconds, stop)
     while not server.started and http.is_alive():
         stop.wait(0.1)
     write_state(embedded.data_dir, port)
@@ -149,6 +154,8 @@ def _serve(embedded, settings, port: int, model_port: int | None) -> None:
         observer.stop()
         observer.join(timeout=5)
         worker.join(timeout=60)  # finish the change in hand; queued ones are found again on restart
+        for loop in drift:
+            loop.join(timeout=5)  # a retrain in hand is resumed by its workspace on the next run
         server.should_exit = True
         http.join(timeout=10)
         model.stop()

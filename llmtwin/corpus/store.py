@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 from collections.abc import Iterator
@@ -50,8 +49,20 @@ class Hit:
         }
 
 
+class CollectionMissing(LookupError):
+    pass
+
+
 class ChunkStore:
-    def __init__(self, uri: str, collection: str, dimension: int, index_type: str = "HNSW", metric: str = "COSINE"):
+    def __init__(
+        self,
+        uri: str,
+        collection: str,
+        dimension: int,
+        index_type: str = "HNSW",
+        metric: str = "COSINE",
+        create: bool = True,
+    ):
         if "://" not in uri:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         self.client = MilvusClient(uri)
@@ -60,6 +71,9 @@ class ChunkStore:
         self.metric = metric
         self._lock = threading.Lock()  # Milvus Lite is not safe for concurrent writers in one process
         if not self.client.has_collection(collection):
+            if not create:
+                self.client.close()
+                raise CollectionMissing(collection)
             self._create(dimension)
         self.client.load_collection(collection)
 
@@ -165,6 +179,19 @@ class ChunkStore:
             with self._lock:
                 iterator.close()
 
+    def sample_vectors(self, limit: int) -> list[list[float]]:
+        """Up to `limit` chunk vectors spread over the whole collection (a reference sample)."""
+        total = self.counts()[1]
+        stride = max(1, -(-total // limit))  # ceil: every stride-th chunk
+        vectors: list[list[float]] = []
+        seen = 0
+        for batch in self.scan(["vector"]):
+            for row in batch:
+                if seen % stride == 0 and len(vectors) < limit:
+                    vectors.append(row["vector"])
+                seen += 1
+        return vectors
+
     def flush(self) -> None:
         """Seal what was written: Milvus Lite searches unsealed (growing) data ~10x slower."""
         with self._lock:
@@ -188,12 +215,28 @@ def drop_collection(uri: str, collection: str) -> bool:
         client.close()
 
 
-@functools.cache
-def _open(uri: str, collection: str, dimension: int, index_type: str, metric: str) -> ChunkStore:
-    return ChunkStore(uri, collection, dimension, index_type, metric)
+_stores: dict[tuple, ChunkStore] = {}
+_stores_lock = threading.Lock()
+
+
+def _store(twin: LLMTwin, create: bool) -> ChunkStore:
+    """One store per (uri, collection) in a process: Milvus Lite allows one process per data file."""
+    vs = twin.spec.vector_store
+    key = (vs.uri, twin.collection, vs.dimension, vs.index_type, vs.metric)
+    with _stores_lock:
+        if key not in _stores:
+            _stores[key] = ChunkStore(*key, create=create)
+        return _stores[key]
 
 
 def store_for(twin: LLMTwin) -> ChunkStore:
-    """One store per (uri, collection) in a process: Milvus Lite allows one process per data file."""
-    vs = twin.spec.vector_store
-    return _open(vs.uri, twin.collection, vs.dimension, vs.index_type, vs.metric)
+    """The twin's store, its collection created on first use (the writers' and the readers' way in)."""
+    return _store(twin, create=True)
+
+
+def existing_store(twin: LLMTwin) -> ChunkStore | None:
+    """The twin's store if its collection exists (for readers that must not create one: the drift monitor)."""
+    try:
+        return _store(twin, create=False)
+    except CollectionMissing:
+        return None

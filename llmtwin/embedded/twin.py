@@ -17,10 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from llmtwin.api.names import KIND_LABEL
 from llmtwin.api.v1alpha1 import LLMTwin, SourceSpec
 from llmtwin.config import EmbeddedSettings
 from llmtwin.corpus.store import store_for
 from llmtwin.embedded import inbox, watch
+from llmtwin.embedded.drift import EmbeddedDrift
 from llmtwin.embedded.inbox import ObjectChange
 from llmtwin.events.gateway import DeadLetters, ObjectGateway, consume
 from llmtwin.events.queue import InProcessQueue, Message
@@ -95,11 +97,18 @@ class EmbeddedTwin:
         # The event plane in one process: queue (Kafka), gateway, local runner (Argo).
         self.queue = InProcessQueue()
         runner = LocalRunner(self.context, self.data_dir / "workspaces")
-        submitter = LocalSubmitter({(twin.namespace, twin.name): runner}, on_result=self._workflow_done)
-        dead_letters = ReportedDeadLetters(self.queue, settings.dlq_topic, lambda result: self.on_result(result))
+        self.submitter = LocalSubmitter({(twin.namespace, twin.name): runner}, on_result=self._workflow_done)
+        self.dead_letters = ReportedDeadLetters(self.queue, settings.dlq_topic, lambda result: self.on_result(result))
         # One worker: ingests run one at a time, as Milvus Lite wants.
-        self.gateway = ObjectGateway(StaticTwins([twin]), submitter, dead_letters, workers=1)
+        self.gateway = ObjectGateway(StaticTwins([twin]), self.submitter, self.dead_letters, workers=1)
         self.consumer = self.queue.consumer(settings.objects_topic, CONSUMER_GROUP)
+
+    def drift(self) -> EmbeddedDrift:
+        """The drift chain on this twin's queue: questions in, the local retrain out (see `drift.py`)."""
+        s = self.settings
+        return EmbeddedDrift(
+            self.twin, self.queue, s.queries_topic, s.alerts_topic, self.status, self.submitter, self.dead_letters
+        )
 
     def twin_with_status(self) -> LLMTwin:
         """The twin with the production version recorded in the status file (what serving serves)."""
@@ -157,6 +166,9 @@ class EmbeddedTwin:
 
     def _workflow_done(self, workflow: dict[str, Any], outcome: Any) -> None:
         params = {p["name"]: p.get("value", "") for p in workflow["spec"]["arguments"]["parameters"]}
+        if workflow["metadata"]["labels"].get(KIND_LABEL) == "retrain":
+            self.on_result(retrain_result(params, outcome))
+            return
         bucket, key = params["bucket"], params["key"]
         if isinstance(outcome, WorkflowFailed):
             log.error("%s/%s: %s", bucket, key, outcome)
@@ -166,6 +178,20 @@ class EmbeddedTwin:
             raise outcome  # not a step failure: a bug in the runner; let it surface
         else:
             self.on_result(outcome.outputs["ingest-object"])
+
+
+def retrain_result(params: dict[str, str], outcome: Any) -> Result:
+    """What the person at the terminal sees of a retrain the drift alert started."""
+    if isinstance(outcome, Exception):
+        log.error("retrain %s failed: %s", params.get("event_id"), outcome)
+        return {"outcome": "retrain-failed", "key": params.get("event_id", ""), "reason": str(outcome)[:300]}
+    registered = outcome.outputs["retrain-register"]
+    promoted = registered["promoted"] == "true"
+    return {
+        "outcome": "retrain-promoted" if promoted else "retrain-rejected",
+        "key": f"version {registered['version']}",
+        "reason": registered["reason"],
+    }
 
 
 class ReportedDeadLetters(DeadLetters):

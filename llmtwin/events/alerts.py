@@ -60,6 +60,10 @@ class AlertEvent:
     starts_at: str
     summary: str
 
+    def episode(self) -> str:
+        """One firing of one alert: what a retrain run is recorded against."""
+        return f"{self.fingerprint}@{self.starts_at}"
+
     def dedupe_key(self) -> str:
         """One alert episode (fingerprint + start) triggers at most one run, however often it repeats."""
         return f"{self.twin_namespace}/{self.twin_name}/retrain/{self.fingerprint}/{self.starts_at}"

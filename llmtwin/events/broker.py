@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
@@ -75,15 +76,25 @@ class KafkaMessageConsumer:
 
 
 class KafkaMessageProducer:
-    def __init__(self, bootstrap: str, client_id: str = "llmtwin-gateway"):
+    """`flush` raises any failed send since the last flush, so a caller knows what is durable. With
+    `on_error`, sends are fire-and-forget instead (nothing is kept for a flush that never comes: the
+    front door's question records); a failed send is handed to `on_error`."""
+
+    def __init__(
+        self, bootstrap: str, client_id: str = "llmtwin-gateway", on_error: Callable[[Exception], None] | None = None
+    ):
         self.producer = KafkaProducer(
             bootstrap_servers=bootstrap, client_id=client_id, acks="all", retries=5, linger_ms=5
         )
+        self.on_error = on_error
         self._pending = []
         self._lock = threading.Lock()  # one producer serves the consumers' threads and the webhook
 
     def send(self, topic: str, value: bytes, key: bytes | None = None, headers: dict[str, bytes] | None = None) -> None:
         future = self.producer.send(topic, value=value, key=key, headers=list((headers or {}).items()))
+        if self.on_error is not None:
+            future.add_errback(self.on_error)
+            return
         with self._lock:
             self._pending.append(future)
 

@@ -25,13 +25,14 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from llmtwin.api.names import ALERT_ACTION_LABEL, RETRAIN_ACTION
-from llmtwin.api.v1alpha1 import LLMTwin, duration_seconds
+from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.events.alerts import AlertEvent, parse_alert_record
 from llmtwin.events.queue import Consumer, Message, Producer
 from llmtwin.events.records import MalformedEvent, ObjectEvent, parse_minio_message
-from llmtwin.events.routing import TwinDirectory, find_twin, route
+from llmtwin.events.retrains import RetrainLedger, retrain_decision, started
+from llmtwin.events.routing import TwinDirectory, route
 from llmtwin.events.submit import Stopped, SubmissionRejected, Submitter
-from llmtwin.workflows.templates import build_workflow
+from llmtwin.workflows.templates import RETRAIN_DEADLINE_SECONDS, build_workflow
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ LATENCY = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
 ALERTS = Counter("llmtwin_gateway_alerts_total", "Alerts by what the dispatcher did", ["outcome"])
+CLAIM_ATTEMPTS = 3
 
 
 class DeadLetters:
@@ -100,6 +102,7 @@ def ingest_workflow(twin: LLMTwin, event: ObjectEvent) -> dict[str, Any]:
 
 
 def retrain_workflow(twin: LLMTwin, alert: AlertEvent) -> dict[str, Any]:
+    """One alert episode, one Workflow name: replicas and replays converge on the same run."""
     params = {"event_id": alert.fingerprint, "reason": f"drift alert: {alert.summary}"}
     return build_workflow(twin, "retrain", params, alert.dedupe_key())
 
@@ -157,20 +160,21 @@ class ObjectGateway:
 
 
 class AlertDispatcher:
-    """Firing drift alerts -> at most one retrain Workflow per twin at a time, and not within cooldown."""
+    """Firing drift alerts -> at most one retrain per twin at a time, none within the cooldown, one per
+    alert episode; all decided from the twin's status (`retrains.py`), not from Workflow history."""
 
     def __init__(
         self,
-        twins: TwinDirectory,
+        ledger: RetrainLedger,
         submitter: Submitter,
         dead_letters: DeadLetters,
         clock: Callable[[], float] = time.time,
     ):
-        self.twins = twins
+        self.ledger = ledger
         self.submitter = submitter
         self.dead_letters = dead_letters
         self.clock = clock
-        self._single_flight = threading.Lock()  # HTTP deliveries may arrive concurrently
+        self._lock = threading.Lock()  # HTTP deliveries may arrive concurrently; other replicas race via claim
 
     def handle(self, messages: list[Message]) -> None:
         for message in messages:
@@ -191,22 +195,26 @@ class AlertDispatcher:
         if alert.action != RETRAIN_ACTION:
             self.dead_letters.send(message, "not-retrain", f"alert has no {ALERT_ACTION_LABEL}={RETRAIN_ACTION} label")
             return "dead-lettered"
-        twin = find_twin(self.twins.twins(), alert.twin_namespace, alert.twin_name) or find_twin(
-            self.twins.twins(refresh=True), alert.twin_namespace, alert.twin_name
-        )
-        if twin is None:
-            self.dead_letters.send(message, "unknown-twin", f"no LLMTwin {alert.twin_namespace}/{alert.twin_name}")
-            return "dead-lettered"
-        with self._single_flight:
-            history = self.submitter.history(twin.namespace, twin.name, "retrain")
-            if any(not run.completed for run in history):
-                return "in-flight"
-            cooldown = duration_seconds(twin.spec.training.cooldown)
-            if history and self.clock() - max(run.created for run in history) < cooldown:
-                return "cooldown"
+        with self._lock:
+            for _ in range(CLAIM_ATTEMPTS):
+                twin = self.ledger.twin(alert.twin_namespace, alert.twin_name)
+                if twin is None:
+                    detail = f"no LLMTwin {alert.twin_namespace}/{alert.twin_name}"
+                    self.dead_letters.send(message, "unknown-twin", detail)
+                    return "dead-lettered"
+                decision = retrain_decision(twin, alert.episode(), self.clock(), RETRAIN_DEADLINE_SECONDS)
+                if decision != "submit":
+                    return decision
+                workflow = retrain_workflow(twin, alert)
+                run = started(alert.episode(), workflow["metadata"]["name"])
+                if self.ledger.claim(twin, run):
+                    break
+            else:
+                return "in-flight"  # the twin kept changing under us: another dispatcher is at it
             try:
-                self.submitter.submit(retrain_workflow(twin, alert))
+                self.submitter.submit(workflow)
             except SubmissionRejected as exc:
+                self.ledger.fail(twin, run, f"retrain Workflow refused: {exc}")
                 self.dead_letters.send(message, "rejected", str(exc))
                 return "dead-lettered"
         LATENCY.labels("retrain").observe(max(0.0, self.clock() - message.timestamp) if message.timestamp else 0.0)

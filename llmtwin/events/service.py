@@ -1,6 +1,7 @@
 """The gateway process: two Kafka consumer loops and the HTTP side, sharing one producer.
 
-- objects topic -> `ObjectGateway` (ingest Workflows), alerts topic -> `AlertDispatcher` (retrain);
+- objects topic -> `ObjectGateway` (ingest Workflows), alerts topic -> `AlertDispatcher` (retrain),
+  queries topic -> `QueryGateway` -> the drift monitor (scores exported on /metrics, every few seconds);
 - HTTP: the Alertmanager webhook (publishes to the alerts topic), CloudEvents delivery for the
   Knative variant (the same handlers), `/metrics`, `/healthz`.
 
@@ -13,12 +14,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import uuid
 
 from llmtwin.config import GatewaySettings
+from llmtwin.corpus.store import existing_store
+from llmtwin.drift.monitor import DriftMonitor
 from llmtwin.events.broker import KafkaMessageConsumer, KafkaMessageProducer
 from llmtwin.events.gateway import AlertDispatcher, DeadLetters, ObjectGateway, consume
 from llmtwin.events.http import HttpConfig, create_app
-from llmtwin.events.routing import KubernetesTwins
+from llmtwin.events.queries import QueryGateway, evaluate_every
+from llmtwin.events.retrains import KubernetesRetrainLedger
+from llmtwin.events.routing import KubernetesTwins, find_twin
 from llmtwin.events.submit import Backoff, KubernetesSubmitter
 from llmtwin.kube import api_client
 
@@ -39,20 +45,36 @@ def run_gateway(settings: GatewaySettings, consumers: bool, stop: threading.Even
     producer = KafkaMessageProducer(settings.kafka_bootstrap)
     dead_letters = DeadLetters(producer, settings.dlq_topic)
     objects = ObjectGateway(twins, submitter, dead_letters, workers=settings.submit_workers)
-    alerts = AlertDispatcher(twins, submitter, dead_letters)
-    handlers = {settings.objects_topic: objects.handle, settings.alerts_topic: alerts.handle}
+    alerts = AlertDispatcher(KubernetesRetrainLedger(api), submitter, dead_letters)
+
+    def twin(namespace: str, name: str):
+        return find_twin(twins.twins(), namespace, name) or find_twin(twins.twins(refresh=True), namespace, name)
+
+    monitor = DriftMonitor(twin, existing_store)
+    queries = QueryGateway(monitor, dead_letters)
+    handlers = {
+        settings.objects_topic: objects.handle,
+        settings.alerts_topic: alerts.handle,
+        settings.queries_topic: queries.handle,
+    }
+    # The drift state is rebuilt from the queries topic itself: a group of this process's own reads it
+    # from the start, so a restarted gateway has its windows and reference questions back.
+    groups = {topic: settings.group for topic in handlers} | {
+        settings.queries_topic: f"{settings.group}-drift-{uuid.uuid4().hex[:8]}"
+    }
 
     loops = []
     if consumers:
         for topic, handle in handlers.items():
             loop = threading.Thread(
                 target=_consume_until_stopped,
-                args=(settings.kafka_bootstrap, topic, settings.group, handle, stop, settings.coalesce_seconds),
+                args=(settings.kafka_bootstrap, topic, groups[topic], handle, stop, settings.coalesce_seconds),
                 name=f"consume-{topic}",
                 daemon=True,
             )
             loop.start()
             loops.append(loop)
+    evaluate_every(monitor, settings.drift_evaluate_seconds, stop)
 
     http = HttpConfig(token, settings.alerts_topic, settings.objects_topic, settings.max_body_bytes)
     server = uvicorn.Server(

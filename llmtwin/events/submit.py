@@ -1,19 +1,18 @@
 """Where Workflows go: the Kubernetes API (Argo runs them) or the local runner (`llmtwin up`).
 
 Submissions are idempotent: a Workflow's name is derived from the event's dedupe key, so a replayed
-event gets AlreadyExists, which counts as success. Transient API errors retry with capped
-exponential backoff until the gateway is told to stop; an object the API rejects as invalid is a
-permanent failure (`SubmissionRejected`) that the gateway dead-letters.
+event gets AlreadyExists, which counts as success. Transient API errors (connection, 429, 5xx) retry
+with capped exponential backoff until the gateway is told to stop; any other refusal (an invalid
+object, no permission, a namespace that is gone) is a permanent failure (`SubmissionRejected`) that
+the gateway dead-letters with the status and reason, and the consumer moves on.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from prometheus_client import Counter
@@ -24,8 +23,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ARGO = ("argoproj.io", "v1alpha1", "workflows")
-# Argo's terminal phases; a Workflow without a phase has not been picked up yet: it counts as running.
-COMPLETED_PHASES = frozenset({"Succeeded", "Failed", "Error"})
 
 SUBMISSIONS = Counter(
     "llmtwin_gateway_workflow_submissions_total", "Workflow submissions by result", ["kind", "result"]
@@ -34,30 +31,16 @@ API_RETRIES = Counter("llmtwin_gateway_api_retries_total", "Transient API errors
 
 
 class SubmissionRejected(RuntimeError):
-    """The API refused the Workflow itself (invalid object): retrying cannot help."""
+    """The API refused the Workflow (invalid, forbidden, its namespace gone): retrying cannot help."""
 
 
 class Stopped(RuntimeError):
     """The gateway is stopping while an operation was still retrying."""
 
 
-@dataclass(frozen=True)
-class WorkflowRecord:
-    name: str
-    phase: str  # "" until the workflow controller picks it up
-    created: float  # unix seconds
-
-    @property
-    def completed(self) -> bool:
-        return self.phase in COMPLETED_PHASES
-
-
 class Submitter(Protocol):
     def submit(self, workflow: dict[str, Any]) -> str:
         """Create the Workflow (or find it already created); returns its name once it is durable."""
-
-    def history(self, namespace: str, twin: str, kind: str) -> list[WorkflowRecord]:
-        """The twin's Workflows of one kind (for single-flight and cooldown)."""
 
 
 @dataclass
@@ -94,17 +77,14 @@ def retry(
 
 
 def transient_api_error(exc: BaseException) -> bool:
+    """Worth retrying: the connection failed, the API server is busy (429) or failing (5xx). Anything
+    else (400/422 invalid, 401/403 no permission, 404 no namespace or CRD) will fail the same way again."""
     import urllib3
     from kubernetes.client.exceptions import ApiException
 
     if isinstance(exc, ApiException):
-        return exc.status not in (400, 422)
+        return exc.status == 429 or exc.status >= 500 or exc.status == 0
     return isinstance(exc, (urllib3.exceptions.HTTPError, OSError))
-
-
-def _created(workflow: dict[str, Any]) -> float:
-    stamp = workflow["metadata"].get("creationTimestamp")
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else time.time()
 
 
 class KubernetesSubmitter:
@@ -135,7 +115,7 @@ class KubernetesSubmitter:
             except ApiException as exc:
                 if exc.status == 409:
                     SUBMISSIONS.labels(kind, "exists").inc()
-                elif exc.status in (400, 422):
+                elif not transient_api_error(exc):
                     SUBMISSIONS.labels(kind, "rejected").inc()
                     raise SubmissionRejected(f"{exc.status} {exc.reason}: {(exc.body or '')[:500]}") from exc
                 else:
@@ -143,17 +123,6 @@ class KubernetesSubmitter:
             return meta["name"]
 
         return retry("create workflow", create, transient_api_error, self.stop, self.backoff)
-
-    def history(self, namespace: str, twin: str, kind: str) -> list[WorkflowRecord]:
-        def list_workflows() -> list[WorkflowRecord]:
-            items = self.api.list_namespaced_custom_object(
-                *ARGO[:2], namespace, ARGO[2], label_selector=f"{TWIN_LABEL}={twin},{KIND_LABEL}={kind}"
-            )["items"]
-            return [
-                WorkflowRecord(w["metadata"]["name"], w.get("status", {}).get("phase", ""), _created(w)) for w in items
-            ]
-
-        return retry("list workflows", list_workflows, transient_api_error, self.stop, self.backoff)
 
 
 class LocalSubmitter:
@@ -170,34 +139,25 @@ class LocalSubmitter:
     ):
         self.runners = runners  # (namespace, twin) -> llmtwin.workflows.runner.LocalRunner
         self.on_result = on_result
-        # (namespace, twin, kind) -> {workflow name: record}
-        self.records: dict[tuple[str, str, str], dict[str, WorkflowRecord]] = {}
+        self.submitted: set[str] = set()  # Workflow names: a replay of one is "exists", as in the API
         self._lock = threading.Lock()
 
     def submit(self, workflow: dict[str, Any]) -> str:
         meta = workflow["metadata"]
         name, labels = meta["name"], meta.get("labels", {})
-        owner = (meta["namespace"], labels[TWIN_LABEL], labels.get(KIND_LABEL, ""))
+        owner = (meta["namespace"], labels[TWIN_LABEL])
+        kind = labels.get(KIND_LABEL, "")
         with self._lock:
-            records = self.records.setdefault(owner, {})
-            if name in records:
-                SUBMISSIONS.labels(owner[2], "exists").inc()
+            if name in self.submitted:
+                SUBMISSIONS.labels(kind, "exists").inc()
                 return name
-            created = time.time()
-            records[name] = WorkflowRecord(name, "Running", created)
-        SUBMISSIONS.labels(owner[2], "created").inc()
+            self.submitted.add(name)
+        SUBMISSIONS.labels(kind, "created").inc()
         try:
-            outcome = self.runners[owner[:2]].run(workflow)
-            phase = "Succeeded"
+            outcome = self.runners[owner].run(workflow)
         except Exception as exc:
             log.error("workflow %s failed: %s", name, exc)
-            outcome, phase = exc, "Failed"
-        with self._lock:
-            records[name] = WorkflowRecord(name, phase, created)
+            outcome = exc
         if self.on_result:
             self.on_result(workflow, outcome)
         return name
-
-    def history(self, namespace: str, twin: str, kind: str) -> list[WorkflowRecord]:
-        with self._lock:
-            return list(self.records.get((namespace, twin, kind), {}).values())

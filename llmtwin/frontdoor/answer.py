@@ -11,12 +11,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+import numpy as np
 from prometheus_client import Counter, Histogram
 
 from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.corpus.store import Hit
+from llmtwin.drift.records import FeedbackRecord, QuestionRecord, key
 from llmtwin.frontdoor.retrieve import Retriever
 from llmtwin.serving.client import model_server_client
 
@@ -26,9 +28,47 @@ FIRST_TOKEN_SECONDS = Histogram(
     "From the question to the first generated token (retrieval included)",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
+RECORD_FAILURES = Counter("llmtwin_frontdoor_record_failures_total", "Question records that could not be sent")
 ANSWER_SECONDS = Histogram(
     "llmtwin_frontdoor_answer_seconds", "From the question to the whole answer", buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60)
 )
+
+
+def record_failed(exc: Exception) -> None:
+    """A record the producer could not deliver (counted: the drift signal thins, the user is served)."""
+    RECORD_FAILURES.inc()
+
+
+class Producer(Protocol):
+    """Where records go: Kafka (llmtwin.events.broker) or the in-process queue (`llmtwin up`)."""
+
+    def send(self, topic: str, value: bytes, key: bytes | None = None, headers: dict | None = None) -> None: ...
+
+
+class Recorder:
+    """Every answered question (and every rating of an answer) onto the queries topic, for the drift
+    monitor. Sending is asynchronous (the producer batches), so it costs the answer almost nothing."""
+
+    def __init__(self, twin: LLMTwin, producer: Producer, topic: str):
+        self.twin = twin
+        self.producer = producer
+        self.topic = topic
+
+    def question(self, answer: Answer, vector: list[float]) -> None:
+        record = QuestionRecord(
+            self.twin.namespace, self.twin.name, answer.id, time.time(), answer.timings.get("total", 0.0),
+            np.asarray(vector, dtype=np.float32),
+        )  # fmt: skip
+        self._send(record.encode())
+
+    def feedback(self, answer_id: str, rating: int) -> None:
+        self._send(FeedbackRecord(self.twin.namespace, self.twin.name, answer_id, rating, time.time()).encode())
+
+    def _send(self, value: bytes) -> None:
+        try:
+            self.producer.send(self.topic, value, key=key(self.twin.namespace, self.twin.name))
+        except Exception as exc:  # an answer is never lost to its record
+            record_failed(exc)
 
 
 @dataclass
@@ -66,10 +106,11 @@ class Sampling:
 
 
 class FrontDoor:
-    def __init__(self, twin: LLMTwin, retriever: Retriever, endpoint: str | None):
+    def __init__(self, twin: LLMTwin, retriever: Retriever, endpoint: str | None, recorder: Recorder | None = None):
         self.twin = twin
         self.retriever = retriever
         self.endpoint = endpoint
+        self.recorder = recorder
         self.client = model_server_client(endpoint) if endpoint else None
 
     @property
@@ -83,11 +124,11 @@ class FrontDoor:
         system, prompt = self.retriever.messages(question, hits)
         return [system, *(m for m in history if m["role"] != "system"), prompt]
 
-    def _start(self, question: str, top_k: int | None, filter: str) -> tuple[Answer, float]:
+    def _start(self, question: str, top_k: int | None, filter: str) -> tuple[Answer, float, list[float]]:
         started = time.perf_counter()
-        hits = self.retriever.retrieve(question, top_k, filter)
+        hits, vector = self.retriever.retrieve_with_vector(question, top_k, filter)
         answer = Answer(question, hits, self.model, timings={"retrieve": time.perf_counter() - started})
-        return answer, started
+        return answer, started, vector
 
     def _generate_kwargs(self, sampling: Sampling) -> dict[str, Any]:
         max_tokens = sampling.max_tokens or self.twin.spec.serving.max_new_tokens
@@ -109,7 +150,7 @@ class FrontDoor:
         sampling: Sampling = Sampling(),
         generate: bool = True,
     ) -> Answer:
-        answer, started = self._start(question, top_k, filter)
+        answer, started, vector = self._start(question, top_k, filter)
         if generate and self.client is not None:
             output = self.client.chat_completion(
                 self.messages(question, answer.hits, history or []), **self._generate_kwargs(sampling)
@@ -121,7 +162,7 @@ class FrontDoor:
                     "prompt_tokens": output.usage.prompt_tokens,
                     "completion_tokens": output.usage.completion_tokens,
                 }
-        self._done(answer, started)
+        self._done(answer, started, vector)
         return answer
 
     def stream(
@@ -133,7 +174,7 @@ class FrontDoor:
         sampling: Sampling = Sampling(),
     ) -> Iterator[str | Answer]:
         """The answer's text as it is generated, then the whole `Answer` (with its sources) last."""
-        answer, started = self._start(question, top_k, filter)
+        answer, started, vector = self._start(question, top_k, filter)
         if self.client is not None:
             chunks = self.client.chat_completion(
                 self.messages(question, answer.hits, history or []), stream=True, **self._generate_kwargs(sampling)
@@ -150,10 +191,12 @@ class FrontDoor:
                     answer.text += delta
                     yield delta
                 answer.finish_reason = chunk.choices[0].finish_reason or answer.finish_reason
-        self._done(answer, started)
+        self._done(answer, started, vector)
         yield answer
 
-    def _done(self, answer: Answer, started: float) -> None:
+    def _done(self, answer: Answer, started: float, vector: list[float]) -> None:
         answer.timings["total"] = time.perf_counter() - started
         ANSWER_SECONDS.observe(answer.timings["total"])
         QUESTIONS.labels("generated" if answer.text is not None else "context-only").inc()
+        if self.recorder is not None:
+            self.recorder.question(answer, vector)

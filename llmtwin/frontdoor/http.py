@@ -5,6 +5,7 @@
   `sources` (document, title, chunk, score); a stream ends with one chunk holding `sources`, then
   `[DONE]`.
 - `POST /ask`: `{question, top_k, bucket, key_prefix, since, generate}` -> answer, sources, timings.
+- `POST /feedback`: `{answer_id, rating: 1 | -1}`, onto the queries topic with the questions.
 - `GET /v1/models`, `GET /healthz`, `GET /status`, `GET /metrics`.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from huggingface_hub.errors import HfHubHTTPError
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
@@ -35,6 +36,11 @@ class AskRequest(BaseModel):
     since: int | None = Field(default=None, description="Only chunks ingested at or after this unix time.")
     generate: bool = True
     stream: bool = Field(default=False, description="Server-sent events: {delta} per text piece, then the answer.")
+
+
+class FeedbackRequest(BaseModel):
+    answer_id: str = Field(min_length=1, max_length=200, description="The `id` of an answer.")
+    rating: int = Field(description="1: a good answer, -1: a bad one.")
 
 
 class Message(BaseModel):
@@ -73,6 +79,9 @@ class ChatRequest(BaseModel):
     def sampling(self) -> Sampling:
         stop = [self.stop] if isinstance(self.stop, str) else self.stop
         return Sampling(self.max_completion_tokens or self.max_tokens, self.temperature, self.top_p, self.seed, stop)
+
+
+FEEDBACK = Counter("llmtwin_frontdoor_feedback_total", "Answers rated through POST /feedback", ["rating"])
 
 
 def _completion(answer: Answer, created: int) -> dict[str, Any]:
@@ -175,6 +184,17 @@ def create_app(door: FrontDoor, status: Callable[[], dict[str, Any]]) -> FastAPI
         except HfHubHTTPError as exc:
             return _model_server_error(exc)
         return JSONResponse(answer.wire())
+
+    @app.post("/feedback")
+    def feedback(request: FeedbackRequest) -> JSONResponse:
+        """A rating of an answer: the `feedback` drift detector's input."""
+        if request.rating not in (-1, 1):
+            return JSONResponse({"error": {"message": "rating must be 1 or -1", "type": "invalid_request"}}, 422)
+        if door.recorder is None:
+            return JSONResponse({"error": {"message": "this front door records nothing", "type": "unavailable"}}, 503)
+        door.recorder.feedback(request.answer_id, request.rating)
+        FEEDBACK.labels("up" if request.rating > 0 else "down").inc()
+        return JSONResponse({"recorded": request.answer_id})
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:

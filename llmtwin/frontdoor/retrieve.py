@@ -29,9 +29,15 @@ class Retriever:
         self.embedder = embedder or embedder_for(twin.spec.vector_store.embedding_model)
 
     def retrieve(self, question: str, top_k: int | None = None, filter: str = "") -> list[Hit]:
+        return self.retrieve_with_vector(question, top_k, filter)[0]
+
+    def retrieve_with_vector(
+        self, question: str, top_k: int | None = None, filter: str = ""
+    ) -> tuple[list[Hit], list[float]]:
+        """The hits, and the question's embedding (the drift monitor's input)."""
         with RETRIEVE_SECONDS.time():
             vector = self.embedder.embed([question])[0]
-            return self.store.search(vector, top_k or self.twin.spec.serving.gateway.top_k, filter)
+            return self.store.search(vector, top_k or self.twin.spec.serving.gateway.top_k, filter), vector
 
     def messages(self, question: str, hits: list[Hit]) -> list[dict[str, str]]:
         """The spec's system prompt and prompt template, filled with the author, their style notes, the

@@ -46,39 +46,32 @@ def config_map(twin: LLMTwin) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------- monitoring
 
 
-def prometheus_rule(twin: LLMTwin) -> dict[str, Any]:
+def drift_rule(twin: LLMTwin) -> dict[str, Any]:
+    """The alerting rule on the drift monitor's score: above the threshold, with enough questions."""
     drift = twin.spec.drift
-    labels = f'twin="{twin.name}",namespace="{twin.namespace}"'
-    for_seconds = int(duration_seconds(drift.for_))
+    selector = f'namespace="{twin.namespace}",twin="{twin.name}"'
+    score = f'{names.DRIFT_METRIC}{{{selector},detector="{drift.detector}"}}'
+    questions = f"{names.DRIFT_WINDOW_METRIC}{{{selector}}}"
+    return {
+        "alert": names.DRIFT_ALERT,
+        # `and on(...)`: the score counts only while the window holds enough questions to mean something.
+        "expr": f"{score} > {drift.effective_threshold} and on(namespace, twin) {questions} >= {drift.min_questions}",
+        "for": f"{int(duration_seconds(drift.for_))}s",
+        "labels": names.drift_alert_labels(twin.namespace, twin.name),
+        "annotations": {
+            "summary": names.drift_alert_summary(twin.namespace, twin.name),
+            "description": "Drift score {{ $value }} above "
+            f"{drift.effective_threshold} (detector {drift.detector}, window {drift.window}).",
+        },
+    }
+
+
+def prometheus_rule(twin: LLMTwin) -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": _meta(twin, names.prometheus_rule_name(twin.name), "monitoring"),
-        "spec": {
-            "groups": [
-                {
-                    "name": f"llmtwin-{twin.namespace}-{twin.name}",
-                    "rules": [
-                        {
-                            "alert": names.DRIFT_ALERT,
-                            "expr": f"{names.DRIFT_METRIC}{{{labels}}} > {drift.threshold}",
-                            "for": f"{for_seconds}s",
-                            "labels": {
-                                "severity": "warning",
-                                names.ALERT_TWIN_LABEL: twin.name,
-                                names.ALERT_NAMESPACE_LABEL: twin.namespace,
-                                names.ALERT_ACTION_LABEL: names.RETRAIN_ACTION,
-                            },
-                            "annotations": {
-                                "summary": f"LLMTwin {twin.namespace}/{twin.name}: questions drift from the corpus",
-                                "description": "Drift score {{ $value }} above "
-                                f"{drift.threshold} (detector {drift.detector}, window {drift.window}).",
-                            },
-                        }
-                    ],
-                }
-            ]
-        },
+        "spec": {"groups": [{"name": f"llmtwin-{twin.namespace}-{twin.name}", "rules": [drift_rule(twin)]}]},
     }
 
 

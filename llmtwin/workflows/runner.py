@@ -2,8 +2,9 @@
 
 It reads the same WorkflowTemplate the operator installs (rendered by `llmtwin.workflows.templates`),
 resolves the entrypoint DAG in dependency order, substitutes `{{workflow.parameters.*}}`,
-`{{inputs.parameters.*}}` and `{{tasks.<t>.outputs.parameters.*}}` the way Argo does, and calls the
-registered step behind each container's `llmtwin step <name>` command. No step logic lives here.
+`{{workflow.name}}`, `{{inputs.parameters.*}}` and `{{tasks.<t>.outputs.parameters.*}}` the way
+Argo does, runs the `onExit` template however the DAG ended (with `{{workflow.status}}`), and calls
+the registered step behind each container's `llmtwin step <name>` command. No step logic lives here.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class LocalRunner:
             **_parameters(template.get("arguments", {}).get("parameters")),
             **_parameters(workflow["spec"].get("arguments", {}).get("parameters")),
         }
-        scope = {f"workflow.parameters.{k}": v for k, v in params.items()}
+        scope = {f"workflow.parameters.{k}": v for k, v in params.items()} | {"workflow.name": name}
         dag = by_name[template["entrypoint"]]["dag"]["tasks"]
         order = TopologicalSorter({t["name"]: _dependencies(t) for t in dag}).static_order()
         tasks = {t["name"]: t for t in dag}
@@ -101,33 +102,46 @@ class LocalRunner:
         workspace.mkdir(parents=True, exist_ok=True)
         context = self.context.in_workspace(workspace)
         result = WorkflowResult(name=name, phase="Running")
-        for task_name in order:
-            task = tasks[task_name]
-            container_template = by_name[task["template"]]
-            inputs = {
-                k: _substitute(v, scope) for k, v in _parameters(task.get("arguments", {}).get("parameters")).items()
-            }
-            input_scope = {f"inputs.parameters.{k}": v for k, v in inputs.items()}
-            command = container_template["container"]["command"]
-            step_name = command[-1]
-            args = [_substitute(a, input_scope) for a in container_template["container"].get("args", [])]
-            self._notify(task_name, "started")
-            started = time.perf_counter()
-            try:
-                outputs = run_step(step_name, parse_params(args), context)
-            except Exception as exc:
-                STEP_FAILURES.labels(step_name).inc()
-                self._notify(task_name, "failed")
-                result.phase = "Failed"
-                raise WorkflowFailed(name, task_name, exc) from exc
-            finally:
-                STEP_SECONDS.labels(step_name).observe(time.perf_counter() - started)
-            self._notify(task_name, "succeeded")
-            result.outputs[task_name] = outputs
-            for key, value in outputs.items():
-                scope[f"tasks.{task_name}.outputs.parameters.{key}"] = str(value)
-        result.phase = "Succeeded"
+        try:
+            for task_name in order:
+                task = tasks[task_name]
+                inputs = {
+                    k: _substitute(v, scope)
+                    for k, v in _parameters(task.get("arguments", {}).get("parameters")).items()
+                }
+                input_scope = {f"inputs.parameters.{k}": v for k, v in inputs.items()}
+                outputs = self._run_container(name, task_name, by_name[task["template"]], input_scope, context)
+                result.outputs[task_name] = outputs
+                for key, value in outputs.items():
+                    scope[f"tasks.{task_name}.outputs.parameters.{key}"] = str(value)
+            result.phase = "Succeeded"
+        except WorkflowFailed:
+            result.phase = "Failed"
+            raise
+        finally:
+            if exit_template := template.get("onExit"):  # as Argo: runs however the DAG ended
+                exit_scope = {**scope, "workflow.status": result.phase}
+                self._run_container(name, exit_template, by_name[exit_template], exit_scope, context)
         return result
+
+    def _run_container(
+        self, workflow: str, task: str, template: dict[str, Any], scope: dict[str, str], context: StepContext
+    ) -> dict[str, Any]:
+        """The registered step behind a container template's `llmtwin step <name>`, its args substituted."""
+        step_name = template["container"]["command"][-1]
+        args = [_substitute(a, scope) for a in template["container"].get("args", [])]
+        self._notify(task, "started")
+        started = time.perf_counter()
+        try:
+            outputs = run_step(step_name, parse_params(args), context)
+        except Exception as exc:
+            STEP_FAILURES.labels(step_name).inc()
+            self._notify(task, "failed")
+            raise WorkflowFailed(workflow, task, exc) from exc
+        finally:
+            STEP_SECONDS.labels(step_name).observe(time.perf_counter() - started)
+        self._notify(task, "succeeded")
+        return outputs
 
     def _notify(self, task: str, event: str) -> None:
         log.info("task %s %s", task, event)

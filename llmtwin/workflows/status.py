@@ -17,7 +17,21 @@ from llmtwin.api.v1alpha1 import PLURAL, VERSION, LLMTwin
 
 
 class StatusReporter(Protocol):
-    def report(self, twin: LLMTwin, fields: dict[str, Any]) -> None: ...
+    def report(self, twin: LLMTwin, fields: dict[str, Any]) -> None:
+        """Merge `fields` into the twin's status (JSON merge patch: nested objects merge, None deletes)."""
+
+
+def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7386, as the API server applies `fields` to the status subresource."""
+    merged = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_patch(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 class FileStatusReporter:
@@ -30,7 +44,7 @@ class FileStatusReporter:
 
     def report(self, twin: LLMTwin, fields: dict[str, Any]) -> None:
         with self._lock:
-            status = {**self.read(), **fields}
+            status = merge_patch(self.read(), fields)
             tmp = self.path.with_suffix(".tmp")
             tmp.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_text(json.dumps(status, indent=2, sort_keys=True))

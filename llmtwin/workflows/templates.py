@@ -33,6 +33,10 @@ INGEST_PARAMS = ("twin", "bucket", "key", "event_type", "etag", "version_id", "e
 RETRAIN_PARAMS = ("twin", "event_id", "reason")
 # Retrain DAG: each step reads what the previous one left in the shared workspace volume.
 RETRAIN_STEPS = ("retrain-dataset", "retrain-train", "retrain-evaluate", "retrain-register")
+# Runs however the retrain ends (Argo's onExit): records a failure in status.lastTraining, so a crashed
+# run never holds the twin's single-flight.
+RETRAIN_EXIT = "retrain-finished"
+RETRAIN_DEADLINE_SECONDS = 12 * 3600  # Argo stops a retrain this old; the dispatcher then counts it as ended
 GPU_STEPS = {"retrain-train", "retrain-evaluate"}
 REGISTER_OUTPUTS = ("version", "promoted", "reason")
 
@@ -86,12 +90,13 @@ def _step(
     *,
     gpu: bool = False,
     outputs: tuple[str, ...] = (),
+    args: list[str] | None = None,
 ) -> Container:
     return Container(
         name=name,
         image=settings.workflow_image,
         command=["llmtwin", "step", name],
-        args=[f"{p}={{{{inputs.parameters.{p}}}}}" for p in params],
+        args=args if args is not None else [f"{p}={{{{inputs.parameters.{p}}}}}" for p in params],
         inputs=[Parameter(name=p) for p in params],
         outputs=[
             Parameter(name=o, value_from=models.ValueFrom(path=f"{WORKSPACE_MOUNT}/outputs/{name}.{o}"))
@@ -184,6 +189,16 @@ def retrain_template(twin: LLMTwin, settings: PlatformSettings) -> dict[str, Any
             )
             for name in RETRAIN_STEPS
         ]
+        _step(
+            RETRAIN_EXIT,
+            (),
+            twin,
+            settings,
+            ComputeSpec(cpu="100m", memory="256Mi"),
+            args=["workflow={{workflow.name}}", "status={{workflow.status}}"],
+        )
+        wt.on_exit = RETRAIN_EXIT
+        wt.active_deadline_seconds = RETRAIN_DEADLINE_SECONDS
         with DAG(name="retrain"):
             previous = None
             for container in containers:

@@ -21,6 +21,7 @@ NAMESPACE = "events"
 TWIN = "scribe"
 BUCKET = "scribe-notes"
 ALERTS_TOPIC = "llmtwin.alerts"
+QUERIES_TOPIC = "llmtwin.queries"
 DLQ_TOPIC = "llmtwin.dlq"
 MAX_BODY_BYTES = 16 * 1024
 WEBHOOK_TOKEN = "test-token-" + uuid.uuid4().hex[:8]
@@ -38,7 +39,7 @@ def event_plane(kube_cluster, kafka_broker, minio_to_kafka):
     kube_cluster.kubectl("apply", "-f", str(ROOT / "manifests/operator/namespace.yaml"))
     kube_cluster.kubectl("create", "namespace", NAMESPACE, check=False)
     kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(twin_doc(TWIN, BUCKET)))
-    ensure_topics(kafka_broker.bootstrap, [OBJECTS_TOPIC, ALERTS_TOPIC, DLQ_TOPIC])
+    ensure_topics(kafka_broker.bootstrap, [OBJECTS_TOPIC, ALERTS_TOPIC, DLQ_TOPIC, QUERIES_TOPIC])
     client = minio_to_kafka.client()
     if not client.bucket_exists(BUCKET):
         client.make_bucket(BUCKET)
@@ -61,6 +62,7 @@ def gateway(kube_cluster, kafka_broker, event_plane, tmp_path_factory):
             "LLMTWIN_OBJECTS_TOPIC": OBJECTS_TOPIC,
             "LLMTWIN_ALERTS_TOPIC": ALERTS_TOPIC,
             "LLMTWIN_DLQ_TOPIC": DLQ_TOPIC,
+            "LLMTWIN_QUERIES_TOPIC": QUERIES_TOPIC,
             "LLMTWIN_WEBHOOK_TOKEN_FILE": str(workdir / "token"),
             # Small, so the 413 test's body fits in the socket buffer (no broken pipe before the reply).
             "LLMTWIN_GATEWAY_MAX_BODY_BYTES": str(MAX_BODY_BYTES),

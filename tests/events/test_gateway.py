@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -134,13 +137,41 @@ def send_alert(gateway, twin: str, fingerprint: str, status: str = "firing", nam
     return code
 
 
-def finish(kube_cluster, workflow: dict, phase: str = "Succeeded") -> None:
-    """Stand-in for the Argo workflow controller (it needs a kubelet): the run ends with `phase`."""
+def finish(kube_cluster, workflow: dict, tmp_path, phase: str = "Failed") -> None:
+    """The run ends. Stand-in for Argo's controller (it needs a kubelet): the Workflow gets `phase`, and
+    the retrain's real exit handler (`llmtwin step retrain-finished`, what onExit runs) records the end
+    in the twin's status, where the dispatcher reads it."""
     from kubernetes.client import CustomObjectsApi
 
+    name = workflow["metadata"]["name"]
     CustomObjectsApi(kube_cluster.api_client()).patch_namespaced_custom_object(
-        *ARGO, NAMESPACE, "workflows", workflow["metadata"]["name"], {"status": {"phase": phase}}
+        *ARGO, NAMESPACE, "workflows", name, {"status": {"phase": phase}}
     )
+    twin = json.loads(
+        kube_cluster.kubectl("get", "llmtwin", params(workflow)["twin"], "-n", NAMESPACE, "-o", "json").stdout
+    )
+    (tmp_path / "twin.yaml").write_text(yaml.safe_dump(twin))
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ["HOME"],
+        "KUBECONFIG": str(kube_cluster.kubeconfig),
+        "LLMTWIN_TWIN_FILE": str(tmp_path / "twin.yaml"),
+        "LLMTWIN_WORKSPACE": str(tmp_path / "workspace"),
+        "LLMTWIN_STATUS_SINK": "kubernetes",
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "llmtwin.cli", "step", "retrain-finished", f"workflow={name}", f"status={phase}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+
+
+def last_training(kube_cluster, twin: str, namespace: str = NAMESPACE) -> dict:
+    body = json.loads(kube_cluster.kubectl("get", "llmtwin", twin, "-n", namespace, "-o", "json").stdout)
+    return body.get("status", {}).get("lastTraining", {})
 
 
 # --------------------------------------------------------------------------------------- objects
@@ -361,7 +392,7 @@ def test_webhook_refuses_without_the_token_and_rejects_bad_bodies(gateway):
     assert post(f"{gateway.url}/alertmanager", b"x" * (MAX_BODY_BYTES + 4096), auth)[0] == 413
 
 
-def test_a_repeated_firing_alert_starts_one_retrain_and_cooldown_holds(kube_cluster, gateway):
+def test_a_repeated_firing_alert_starts_one_retrain_and_cooldown_holds(kube_cluster, gateway, tmp_path):
     for _ in range(50):
         assert send_alert(gateway, TWIN, "drift-a") == 200
     runs = wait_for(lambda: workflows(kube_cluster, "retrain"), 30, what="a retrain workflow")
@@ -369,8 +400,12 @@ def test_a_repeated_firing_alert_starts_one_retrain_and_cooldown_holds(kube_clus
     runs = workflows(kube_cluster, "retrain")
     assert len(runs) == 1
     assert params(runs[0])["reason"].startswith("drift alert")
+    claimed = last_training(kube_cluster, TWIN)
+    assert claimed["workflow"] == runs[0]["metadata"]["name"] and claimed["result"] == "Running"
+    assert claimed["episode"].startswith("drift-a@")
 
-    finish(kube_cluster, runs[0])  # the run is over; the 1 h cooldown now applies
+    finish(kube_cluster, runs[0], tmp_path)  # the run is over; the 1 h cooldown now applies
+    assert last_training(kube_cluster, TWIN)["result"] == "Failed"
     cooldowns = metric(gateway, "llmtwin_gateway_alerts_total", outcome="cooldown")
     assert send_alert(gateway, TWIN, "drift-b") == 200
     wait_for(lambda: metric(gateway, "llmtwin_gateway_alerts_total", outcome="cooldown") > cooldowns, 30)
@@ -379,8 +414,18 @@ def test_a_repeated_firing_alert_starts_one_retrain_and_cooldown_holds(kube_clus
     wait_for(lambda: metric(gateway, "llmtwin_gateway_alerts_total", outcome="resolved") > resolved, 30)
     assert len(workflows(kube_cluster, "retrain")) == 1
 
+    # Argo's TTL deletes the finished Workflow: the cooldown holds all the same (it lives in the status).
+    kube_cluster.kubectl("delete", "workflow", runs[0]["metadata"]["name"], "-n", NAMESPACE)
+    decided = {o: metric(gateway, "llmtwin_gateway_alerts_total", outcome=o) for o in ("cooldown", "duplicate")}
+    assert send_alert(gateway, TWIN, "drift-a") == 200  # the first episode, still firing
+    assert send_alert(gateway, TWIN, "drift-c") == 200  # a new episode inside the cooldown
+    wait_for(lambda: metric(gateway, "llmtwin_gateway_alerts_total", outcome="cooldown") >= decided["cooldown"] + 1, 30)
+    wait_for(lambda: metric(gateway, "llmtwin_gateway_alerts_total", outcome="duplicate") > decided["duplicate"], 30)
+    time.sleep(1)
+    assert workflows(kube_cluster, "retrain") == []
 
-def test_single_flight_then_a_new_run_after_a_short_cooldown(kube_cluster, gateway):
+
+def test_single_flight_then_a_new_run_after_a_short_cooldown(kube_cluster, gateway, tmp_path):
     twin = "quick"
     kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(twin_doc(twin, BUCKET, cooldown="2s")))
     assert send_alert(gateway, twin, "q-1") == 200
@@ -390,10 +435,66 @@ def test_single_flight_then_a_new_run_after_a_short_cooldown(kube_cluster, gatew
     wait_for(lambda: metric(gateway, "llmtwin_gateway_alerts_total", outcome="in-flight") > in_flight, 30)
     assert len(workflows(kube_cluster, "retrain", twin)) == 1
 
-    finish(kube_cluster, first[0], "Failed")
+    finish(kube_cluster, first[0], tmp_path, "Failed")
     time.sleep(2.5)  # past the cooldown
     assert send_alert(gateway, twin, "q-3") == 200
     wait_for(lambda: len(workflows(kube_cluster, "retrain", twin)) == 2, 30, what="second retrain")
+    assert last_training(kube_cluster, twin)["episode"].startswith("q-3@")
+
+
+FREEZE_POLICY = """
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: llmtwin-test-frozen}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+      - {apiGroups: [argoproj.io], apiVersions: ["*"], operations: [CREATE], resources: [workflows]}
+    namespaceSelector: {matchLabels: {llmtwin-test/frozen: "true"}}
+  validations:
+    - {expression: "false", reason: Forbidden, message: "workflows are frozen in this namespace"}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: llmtwin-test-frozen}
+spec:
+  policyName: llmtwin-test-frozen
+  validationActions: [Deny]
+"""
+
+
+def test_a_forbidden_workflow_is_dead_lettered_and_the_next_alert_proceeds(kafka_broker, kube_cluster, gateway):
+    """A 403 (here a cluster policy refusing Workflows in a namespace) is not retried: the alert goes
+    to the DLQ with the reason, the twin's status says why, and the next message is handled."""
+    frozen = "frozen-ns"
+    kube_cluster.kubectl("create", "namespace", frozen, check=False)
+    kube_cluster.kubectl("label", "namespace", frozen, "llmtwin-test/frozen=true", "--overwrite")
+    kube_cluster.kubectl("apply", "-f", "-", input=FREEZE_POLICY)
+    doc = twin_doc("icy", BUCKET)
+    doc["metadata"]["namespace"] = frozen
+    kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+    kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(twin_doc("thawed", BUCKET)))
+
+    def refused():  # the policy takes a moment to reach the admission chain
+        return "frozen" in kube_cluster.kubectl(
+            "create", "-n", frozen, "-f", "-", check=False,
+            input=yaml.safe_dump({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+                                  "metadata": {"generateName": "probe-"}, "spec": {"entrypoint": "x"}}),
+        ).stderr  # fmt: skip
+
+    wait_for(refused, 30, what="the admission policy to refuse Workflows")
+    assert send_alert(gateway, "icy", "ice-1", namespace=frozen) == 200
+    assert send_alert(gateway, "thawed", "thaw-1") == 200
+
+    def letter():
+        letters = dead_letters(kafka_broker)
+        return next((h for v, h in letters if b"ice-1" in v and h.get("llmtwin-dlq-reason") == "rejected"), None)
+
+    headers = wait_for(letter, 60, what="the forbidden alert in the DLQ")
+    assert "403" in headers["llmtwin-dlq-detail"] and "frozen" in headers["llmtwin-dlq-detail"]
+    assert wait_for(lambda: workflows(kube_cluster, "retrain", "thawed"), 30, what="the next alert's retrain")
+    assert last_training(kube_cluster, "icy", frozen)["result"] == "Failed"  # not holding the single-flight
 
 
 def test_alert_for_an_unknown_twin_is_dead_lettered(kafka_broker, gateway):

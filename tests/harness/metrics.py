@@ -19,3 +19,15 @@ def metric(url: str, name: str, **labels: str) -> float:
         for sample, sample_labels, value in samples(url)
         if sample == name and labels.items() <= sample_labels.items()
     )
+
+
+def samples_of(name: str, registry=None, **labels: str) -> dict[tuple[str, ...], float]:
+    """This process's samples of `name` (default registry) whose labels include `labels`, keyed by label values."""
+    from prometheus_client import REGISTRY
+
+    found = {}
+    for family in (registry or REGISTRY).collect():
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                found[tuple(sample.labels.values())] = sample.value
+    return found

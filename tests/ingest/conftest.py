@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 
 from llmtwin.api.v1alpha1 import LLMTwin
-from llmtwin.corpus.embed import embedder_for
 from llmtwin.corpus.store import ChunkStore
 from llmtwin.sources.objects import FolderStore
 from llmtwin.workflows.ingest.pipeline import IngestPipeline
@@ -18,11 +17,6 @@ def make_twin(milvus_uri: Path, **spec) -> LLMTwin:
     doc["spec"]["sources"][0]["maxObjectBytes"] = 20_000
     doc["spec"].update(spec)
     return LLMTwin.model_validate(doc)
-
-
-@pytest.fixture(scope="session")
-def embedder():
-    return embedder_for("sentence-transformers/all-MiniLM-L6-v2")
 
 
 @pytest.fixture

@@ -97,10 +97,15 @@ def test_production_adapter_is_fetched_and_served():
 
 
 def test_analysis_and_drift_rule_use_spec_thresholds():
-    t = twin(drift={"threshold": 0.5, "for": "2m"})
+    t = twin(drift={"threshold": 0.5, "for": "2m", "minQuestions": 30})
     rule = builders.prometheus_rule(t)["spec"]["groups"][0]["rules"][0]
-    assert rule["expr"] == 'llmtwin_drift_score{twin="demo",namespace="default"} > 0.5'
+    assert rule["expr"] == (
+        'llmtwin_drift_score{namespace="default",twin="demo",detector="embedding-centroid"} > 0.5'
+        ' and on(namespace, twin) llmtwin_drift_window_questions{namespace="default",twin="demo"} >= 30'
+    )
     assert rule["for"] == "120s"
+    default = builders.drift_rule(twin(drift={"detector": "mmd"}))
+    assert 'detector="mmd"} > 0.06 ' in default["expr"]  # the detector's own default threshold
     assert rule["labels"]["llmtwin_twin"] == "demo"
     metrics = serving.analysis_template(t)["spec"]["metrics"]
     assert "result[0] <= 0.05" in metrics[0]["successCondition"]

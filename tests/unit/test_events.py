@@ -153,3 +153,26 @@ def test_webhook_validates_and_publishes_one_cloudevent_per_alert(webhook):
         "f1",
     )
     assert message.key == b"default/demo"  # one partition per twin: its alerts stay in order
+
+
+@pytest.mark.parametrize(
+    ("status", "transient"),
+    [
+        (0, True),
+        (429, True),
+        (500, True),
+        (503, True),
+        (400, False),
+        (401, False),
+        (403, False),
+        (404, False),
+        (422, False),
+    ],
+)
+def test_only_connection_errors_429_and_5xx_are_retried(status, transient):
+    from kubernetes.client.exceptions import ApiException
+
+    from llmtwin.events.submit import transient_api_error
+
+    assert transient_api_error(ApiException(status=status)) is transient
+    assert transient_api_error(ConnectionRefusedError())

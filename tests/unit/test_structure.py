@@ -16,7 +16,7 @@ LAYERS = [
     {"api"},  # the domain: types, validation, names, conditions (imports nothing of ours)
     {"config", "kube"},  # settings from the environment; the Kubernetes client factory
     {"sources", "corpus", "models"},  # object stores and credentials; chunks in Milvus and the embedder; base models
-    {"serving"},  # the model server (TGI's API) and the client that reaches any model server
+    {"serving", "drift"},  # the model server (TGI's API) and its client; drift records, detectors, monitor
     {"frontdoor"},  # RAG over the corpus: retrieval, prompts, answers
     {"workflows"},  # templates, steps, the local runner
     {"events", "operator"},  # the gateway; the operator

@@ -47,7 +47,7 @@ def recorded(monkeypatch):
 
         return fn
 
-    registry = {n: recorder(n) for n in ("ingest-object", *templates.RETRAIN_STEPS)}
+    registry = {n: recorder(n) for n in ("ingest-object", *templates.RETRAIN_STEPS, templates.RETRAIN_EXIT)}
     registry["retrain-register"] = recorder("retrain-register", {"version": "3", "promoted": "true"})
     monkeypatch.setattr(steps, "registered_steps", lambda: registry)
     return calls, registry, recorder
@@ -83,8 +83,9 @@ def test_local_runner_runs_the_rendered_dag_in_order(twin, tmp_path, recorded):
     wf = templates.build_workflow(twin, "retrain", {"event_id": "e1", "reason": "drift"}, "retrain-1")
     result = runner.run(wf)
     assert result.phase == "Succeeded"
-    assert [c[0] for c in calls] == list(templates.RETRAIN_STEPS)
-    assert all(c[1] == {"twin": "demo", "event_id": "e1", "reason": "drift"} for c in calls)
+    assert [c[0] for c in calls] == [*templates.RETRAIN_STEPS, templates.RETRAIN_EXIT]
+    assert all(c[1] == {"twin": "demo", "event_id": "e1", "reason": "drift"} for c in calls[:-1])
+    assert calls[-1][1] == {"workflow": wf["metadata"]["name"], "status": "Succeeded"}  # the exit handler
     assert len({c[2] for c in calls}) == 1  # one shared workspace, like the Argo volume
     assert result.outputs["retrain-register"]["version"] == "3"
 
@@ -101,7 +102,8 @@ def test_failed_step_stops_the_workflow(twin, tmp_path, recorded):
     registry["retrain-train"] = recorder("retrain-train", fail=True)
     with pytest.raises(WorkflowFailed, match="retrain-train"):
         local_runner(twin, tmp_path).run(templates.build_workflow(twin, "retrain", {}, "r"))
-    assert [c[0] for c in calls] == ["retrain-dataset", "retrain-train"]
+    assert [c[0] for c in calls] == ["retrain-dataset", "retrain-train", templates.RETRAIN_EXIT]
+    assert calls[-1][1]["status"] == "Failed"  # the exit handler ran, and knows
 
 
 def test_each_source_is_read_with_its_own_secret_mounted_where_the_step_looks(twin):

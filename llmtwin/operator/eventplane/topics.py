@@ -24,7 +24,7 @@ KAFKA_TIMEOUT_MS = 5000
 
 
 def event_topics(settings: PlatformSettings) -> list[str]:
-    return [settings.objects_topic, settings.alerts_topic, settings.dlq_topic]
+    return [settings.objects_topic, settings.alerts_topic, settings.dlq_topic, settings.queries_topic]
 
 
 def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 3, replication: int = -1) -> list[str]:

@@ -105,3 +105,18 @@ def fetch_adapter(
     target = Path(dest) if dest else context.workspace / "adapter"
     path = download_adapter(context.settings.mlflow_tracking_uri, name, version, target)
     return {"adapter": str(path), "model": name, "version": version}
+
+
+@step("retrain-finished")
+def retrain_finished(context: StepContext, *, workflow: str = "", status: str = "") -> dict[str, Any]:
+    """The retrain's exit handler (Argo's onExit, and the local runner's): a run that did not succeed is
+    recorded as Failed, so it never holds the twin's single-flight. A success was recorded by
+    retrain-register, with the version it registered."""
+    from llmtwin.api.timestamps import now
+
+    if status == "Succeeded":
+        return {"result": "Succeeded"}
+    context.status.report(
+        context.twin, {"lastTraining": {"workflow": workflow, "finishedAt": now(), "result": "Failed"}}
+    )
+    return {"result": "Failed"}

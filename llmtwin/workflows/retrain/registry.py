@@ -218,7 +218,8 @@ def register(
     )
     number = str(version.version)  # MLflow returns an int here; the twin's status fields are strings
     mlflow.set_registered_model_alias(name, CANDIDATE_ALIAS, number)
-    fields: dict[str, Any] = {"lastTraining": now()}
+    finished = {"finishedAt": now(), "result": "Succeeded", "version": number, "promoted": promoted}
+    fields: dict[str, Any] = {"lastTraining": finished}
     if promoted:
         fields["candidateVersion"] = number
     status.report(twin, fields)

@@ -1,0 +1,104 @@
+"""Each detector on synthetic embeddings with a known answer (same distribution: no drift; shifted:
+drift), and on real ones: paraphrases of the demo corpus stay under every threshold, questions from
+other domains go over it."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import pytest
+
+from llmtwin.api.v1alpha1 import DRIFT_THRESHOLDS
+from llmtwin.drift import detectors
+from tests.twins import ROOT
+
+ON_TOPIC = [
+    "How many iron rings are on the harbour wall?", "When was the harbour wall built?",
+    "What happened in the storm of 1953?", "When does the winter ferry leave?",
+    "How often does the ferry run in winter?",
+    "Why do you like gulls?", "How long can a gull live?", "How long does your sourdough take?",
+    "What flour do you use for bread?", "What does low tide uncover?", "How big is the tidal range at Port Ellery?",
+    "Where do you buy tide tables?", "What is the lighthouse like?", "Do gulls steal chips?",
+    "What is Port Ellery known for?", "Tell me about the foghorn.", "What do you bake on Sundays?",
+    "Is swimming in the sea in winter cold?", "What did you do as a navigator?", "Who built the breakwater?",
+]  # fmt: skip
+OFF_TOPIC = [
+    "How do I configure a Kubernetes ingress?", "What is the best GPU for training transformers?",
+    "Explain Python decorators.", "How do I file my tax return?", "What are the rules of cricket?",
+    "Recommend a good laptop for gaming.", "How does a blockchain work?", "What is the capital of Mongolia?",
+    "How do I fix a segmentation fault in C?", "Which stocks should I buy this year?",
+    "How do I reset my router password?", "What is quantum entanglement?", "Write a SQL query joining two tables.",
+    "How do vaccines work?", "What is the best pizza topping?", "How to learn Spanish fast?",
+    "Explain the offside rule in football.", "What's new in iOS?", "How do electric cars charge?",
+    "Debug my React component.",
+]  # fmt: skip
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=32)
+    same_a = unit(base + 0.6 * rng.normal(size=(200, 32)))
+    same_b = unit(base + 0.6 * rng.normal(size=(200, 32)))
+    shifted = unit(base + 2.5 * np.eye(32)[3] + 0.6 * rng.normal(size=(200, 32)))
+    return same_a, same_b, shifted
+
+
+def test_centroid_distance_is_near_zero_for_one_distribution_and_large_after_a_shift(synthetic):
+    same_a, same_b, shifted = synthetic
+    assert detectors.centroid_distance(same_a, same_b) < 0.01
+    assert detectors.centroid_distance(shifted, same_b) > 0.05  # an order of magnitude above
+
+
+def test_mmd_is_near_zero_for_one_distribution_and_positive_after_a_shift(synthetic):
+    same_a, same_b, shifted = synthetic
+    assert abs(detectors.mmd(same_a, same_b)) < 0.01
+    assert detectors.mmd(shifted, same_b) > 0.1
+
+
+def test_the_domain_classifier_cannot_tell_one_distribution_apart_but_can_a_shifted_one(synthetic):
+    same_a, same_b, shifted = synthetic
+    assert 0.35 < detectors.domain_classifier_auc(same_a, same_b) < 0.65
+    assert detectors.domain_classifier_auc(shifted, same_b) > 0.95
+
+
+def test_roc_auc_and_negative_share_by_hand():
+    assert detectors.roc_auc(np.array([0.9, 0.8, 0.1, 0.2]), np.array([1, 1, 0, 0])) == 1.0
+    assert detectors.roc_auc(np.array([0.5, 0.5]), np.array([1, 0])) == 0.5
+    assert detectors.negative_share([1, -1, -1, 1]) == 0.5 and detectors.negative_share([]) == 0.0
+
+
+def test_subsampling_keeps_large_windows_cheap_and_the_answer_the_same(synthetic):
+    same_a, _, shifted = synthetic
+    big = np.repeat(shifted, 50, axis=0)  # 10,000 rows
+    assert detectors._sample(big).shape[0] == detectors.MAX_SAMPLES
+    assert detectors.mmd(big, same_a) > 0.1
+
+
+@pytest.mark.models
+def test_on_topic_questions_stay_under_every_threshold_and_another_domain_goes_over(embedder):
+    from llmtwin.workflows.ingest.parse import parse
+
+    corpus = [
+        parse(p.name, p.read_bytes(), ["txt", "md", "html", "pdf", "json", "jsonl"]).text
+        for p in sorted(pathlib.Path(ROOT / "examples/corpus").iterdir())
+    ]
+    reference, on, off = (np.asarray(embedder.embed(t)) for t in (corpus, ON_TOPIC, OFF_TOPIC))
+    first, later = on[:10], on[10:]
+    scores = {
+        "embedding-centroid": (detectors.centroid_distance(on, reference), detectors.centroid_distance(off, reference)),
+        "mmd": (detectors.mmd(on, reference), detectors.mmd(off, reference)),
+        # Reference questions: the twin's first (on-topic) questions, never corpus passages.
+        "domain-classifier": (
+            detectors.domain_classifier_auc(later, first),
+            detectors.domain_classifier_auc(off, first),
+        ),
+    }
+    for detector, (on_topic, off_topic) in scores.items():
+        threshold = DRIFT_THRESHOLDS[detector]
+        assert on_topic < threshold < off_topic, (detector, on_topic, threshold, off_topic)
