@@ -51,6 +51,7 @@ infra:
 lint: install
 	$(BIN)/ruff check llmtwin tests benchmarks
 	$(BIN)/llmtwin crd --check
+	$(BIN)/llmtwin dashboard --check
 
 crd: install
 	$(BIN)/llmtwin crd

@@ -177,26 +177,15 @@ def front_door(endpoint: str, questions: int, work: Path) -> list[tuple[str, str
     import yaml
 
     from llmtwin.api.v1alpha1 import LLMTwin
-    from llmtwin.corpus.embed import embedder_for
-    from llmtwin.corpus.store import store_for
     from llmtwin.frontdoor.answer import FrontDoor, Sampling
     from llmtwin.frontdoor.retrieve import Retriever
-    from llmtwin.sources.objects import FolderStore
-    from llmtwin.workflows.ingest.pipeline import IngestPipeline
+    from tests.twins import DEMO_CORPUS_BUCKET, ingest_demo_corpus
 
     doc = yaml.safe_load((ROOT / "examples/twin.yaml").read_text())
     doc["spec"]["vectorStore"]["uri"] = str(work / "milvus.db")
-    doc["spec"]["sources"] = [{"bucket": "corpus"}]
+    doc["spec"]["sources"] = [{"bucket": DEMO_CORPUS_BUCKET}]
     twin = LLMTwin.model_validate(doc)
-    pipeline = IngestPipeline(
-        twin,
-        lambda s: FolderStore(ROOT / "examples"),
-        store_for(twin),
-        embedder_for(twin.spec.vector_store.embedding_model),
-    )
-    for path in sorted((ROOT / "examples/corpus").iterdir()):
-        pipeline.put("corpus", path.name)
-    store_for(twin).flush()
+    ingest_demo_corpus(twin)
     door = FrontDoor(twin, Retriever(twin), endpoint)
     asked = [
         "How many iron rings are on the harbour wall?",

@@ -26,3 +26,24 @@ def twin_doc(name: str | None = None, namespace: str | None = None, **spec: Any)
 
 def example_twin(name: str | None = None, namespace: str | None = None, **spec: Any) -> LLMTwin:
     return LLMTwin.model_validate(twin_doc(name, namespace, **spec))
+
+
+DEMO_CORPUS_BUCKET = "corpus"  # examples/corpus read as bucket `corpus` of a folder store rooted at examples/
+
+
+def ingest_demo_corpus(twin: LLMTwin) -> int:
+    """examples/corpus into the twin's collection (its source must be bucket `corpus`): the real ingest
+    pipeline and embedder. Returns the number of documents ingested."""
+    from llmtwin.corpus.embed import embedder_for
+    from llmtwin.corpus.store import store_for
+    from llmtwin.sources.objects import FolderStore
+    from llmtwin.workflows.ingest.pipeline import IngestPipeline
+
+    store = store_for(twin)
+    pipeline = IngestPipeline(
+        twin, lambda _: FolderStore(ROOT / "examples"), store, embedder_for(twin.spec.vector_store.embedding_model)
+    )
+    outcomes = [pipeline.put(DEMO_CORPUS_BUCKET, p.name).outcome for p in sorted((ROOT / "examples/corpus").iterdir())]
+    assert set(outcomes) == {"ingested"}, outcomes
+    store.flush()
+    return len(outcomes)

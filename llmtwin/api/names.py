@@ -82,6 +82,7 @@ def default_collection(namespace: str, twin: str) -> str:
 # gateway's dispatcher starts a retrain for alerts that carry them.
 DRIFT_METRIC = "llmtwin_drift_score"  # {namespace, twin, detector}
 DRIFT_WINDOW_METRIC = "llmtwin_drift_window_questions"  # {namespace, twin}
+DRIFT_THRESHOLD_METRIC = "llmtwin_drift_threshold"  # {namespace, twin, detector}: the dashboard draws it
 DRIFT_ALERT = "LLMTwinDrift"
 ALERT_TWIN_LABEL = "llmtwin_twin"
 ALERT_NAMESPACE_LABEL = "llmtwin_namespace"

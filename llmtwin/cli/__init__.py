@@ -74,12 +74,27 @@ def crd(
     """Generate the LLMTwin CRD from the typed models (llmtwin/api/v1alpha1.py)."""
     from llmtwin.api.crd import render_crd_yaml
 
-    generated = render_crd_yaml()
+    _write_generated(path, render_crd_yaml(), check, "llmtwin crd")
+
+
+@app.command()
+def dashboard(
+    check: bool = typer.Option(False, "--check", help="Fail if the checked-in dashboard differs from the code."),
+    path: Path = typer.Option(Path("manifests/grafana/dashboard.yaml"), help="ConfigMap file."),
+) -> None:
+    """Generate the Grafana dashboard ConfigMap (llmtwin/api/dashboard.py: panels on the metrics the code
+    exports; Grafana's sidecar loads ConfigMaps labelled grafana_dashboard)."""
+    from llmtwin.api.dashboard import config_map_yaml
+
+    _write_generated(path, config_map_yaml(), check, "llmtwin dashboard")
+
+
+def _write_generated(path: Path, generated: str, check: bool, command: str) -> None:
     if check:
         if not path.exists() or path.read_text() != generated:
-            err.print(f"[red]{path} is out of date: run `llmtwin crd`[/]")
+            err.print(f"[red]{path} is out of date: run `{command}`[/]")
             raise typer.Exit(1)
-        err.print(f"{path} matches the models")
+        err.print(f"{path} matches the code")
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(generated)

@@ -36,6 +36,11 @@ SCORE = Gauge(
     ["namespace", "twin", "detector"],
 )
 WINDOW = Gauge(names.DRIFT_WINDOW_METRIC, "Questions in the twin's drift window", ["namespace", "twin"])
+THRESHOLD = Gauge(
+    names.DRIFT_THRESHOLD_METRIC,
+    "The score above which the twin's drift alert fires",
+    ["namespace", "twin", "detector"],
+)
 REFERENCE_SAMPLE = 1000  # corpus vectors in the reference
 REFERENCE_MAX_AGE = 600.0  # seconds before the corpus sample is reloaded even if the chunk count is unchanged
 
@@ -52,6 +57,7 @@ class TwinState:
     corpus_chunks: int | None = None
     corpus_loaded: float = 0.0
     exported: str | None = None  # the detector whose score is exported
+    thresholded: str | None = None  # the detector whose threshold is exported
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,10 @@ class DriftMonitor:
         if state.exported and state.exported != drift.detector:  # the spec changed detector
             SCORE.remove(namespace, name, state.exported)
             state.exported = None
+        if state.thresholded and state.thresholded != drift.detector:
+            THRESHOLD.remove(namespace, name, state.thresholded)
+        THRESHOLD.labels(namespace, name, drift.detector).set(drift.effective_threshold)
+        state.thresholded = drift.detector
         if score is not None:
             SCORE.labels(namespace, name, drift.detector).set(score)
             state.exported = drift.detector
@@ -159,7 +169,8 @@ class DriftMonitor:
 
     @staticmethod
     def _unexport(key: tuple[str, str], state: TwinState) -> None:
-        for gauge, labels in ((SCORE, (*key, state.exported)), (WINDOW, key)):
+        exported = ((SCORE, (*key, state.exported)), (THRESHOLD, (*key, state.thresholded)), (WINDOW, key))
+        for gauge, labels in exported:
             try:
                 gauge.remove(*labels)
             except KeyError:

@@ -317,14 +317,15 @@ def front_door_service(twin: LLMTwin) -> dict[str, Any]:
     }
 
 
-def front_door_monitor(twin: LLMTwin) -> dict[str, Any]:
-    """Prometheus (prometheus-operator) scrapes the front door's /metrics through its Service."""
+def service_monitor(twin: LLMTwin, name: str, component: str) -> dict[str, Any]:
+    """Prometheus (prometheus-operator) scrapes /metrics of the twin's Services of one component. Its
+    target labels `namespace` and `service` are what the canary analysis and the dashboard select on."""
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
-        "metadata": _meta(twin, names.front_door_name(twin.name), "frontdoor"),
+        "metadata": _meta(twin, name, component),
         "spec": {
-            "selector": {"matchLabels": {**names.twin_labels(twin.name), names.COMPONENT_LABEL: "frontdoor"}},
+            "selector": {"matchLabels": {**names.twin_labels(twin.name), names.COMPONENT_LABEL: component}},
             "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
         },
     }
@@ -338,5 +339,7 @@ def serving_children(twin: LLMTwin, settings: PlatformSettings) -> list[dict[str
         rollout(twin, settings),
         front_door(twin, settings),
         front_door_service(twin),
-        front_door_monitor(twin),
+        service_monitor(twin, names.front_door_name(twin.name), "frontdoor"),
+        # The stable and canary Services: the AnalysisTemplate's queries read `service="<canary>"`.
+        service_monitor(twin, names.server_name(twin.name), "server"),
     ]

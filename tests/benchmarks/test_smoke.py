@@ -27,6 +27,7 @@ BENCHMARKS = [
     pytest.param("operator", marks=SERVERS, id="operator"),
     pytest.param("training", marks=[pytest.mark.models], id="training"),
     pytest.param("serving", marks=[pytest.mark.models], id="serving"),
+    pytest.param("drift", marks=[pytest.mark.kafka, pytest.mark.models], id="drift"),
 ]
 
 

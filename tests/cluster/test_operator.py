@@ -80,7 +80,7 @@ def test_spec_edit_updates_children_and_observed_generation(kube_cluster, operat
         what="observedGeneration to follow the edit",
     )
     rule = get_json(kube_cluster, "prometheusrule", "beta-drift")
-    assert rule["spec"]["groups"][0]["rules"][0]["expr"].endswith("> 0.8")
+    assert '"} > 0.8 and on(namespace, twin) ' in rule["spec"]["groups"][0]["rules"][0]["expr"]
     assert rule["spec"]["groups"][0]["rules"][0]["for"] == "300s"
 
 

@@ -74,6 +74,8 @@ def test_a_window_slides_and_the_score_follows_the_questions():
     assert on_topic.questions == 20 and on_topic.score < twin.spec.drift.effective_threshold
     gauges = samples_of("llmtwin_drift_score", namespace="default", twin="demo")
     assert gauges == {("default", "demo", "embedding-centroid"): on_topic.score}
+    threshold = samples_of("llmtwin_drift_threshold", namespace="default", twin="demo")
+    assert threshold == {("default", "demo", "embedding-centroid"): 0.4}  # the dashboard draws it
 
     clock.now += 61  # the on-topic questions leave the window; off-topic ones arrive
     for i in range(20):

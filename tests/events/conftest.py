@@ -63,6 +63,7 @@ def gateway(kube_cluster, kafka_broker, event_plane, tmp_path_factory):
             "LLMTWIN_ALERTS_TOPIC": ALERTS_TOPIC,
             "LLMTWIN_DLQ_TOPIC": DLQ_TOPIC,
             "LLMTWIN_QUERIES_TOPIC": QUERIES_TOPIC,
+            "LLMTWIN_DRIFT_EVALUATE_SECONDS": "1",
             "LLMTWIN_WEBHOOK_TOKEN_FILE": str(workdir / "token"),
             # Small, so the 413 test's body fits in the socket buffer (no broken pipe before the reply).
             "LLMTWIN_GATEWAY_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
@@ -76,3 +77,14 @@ def gateway(kube_cluster, kafka_broker, event_plane, tmp_path_factory):
     proc.start()
     yield proc
     proc.kill(signal.SIGTERM)
+
+
+ARGO = ("argoproj.io", "v1alpha1")
+
+
+def workflows(kube_cluster, kind: str, twin: str = TWIN) -> list[dict]:
+    from kubernetes.client import CustomObjectsApi
+
+    api = CustomObjectsApi(kube_cluster.api_client())
+    selector = f"llmtwin.dev/twin={twin},llmtwin.dev/kind={kind}"
+    return api.list_namespaced_custom_object(*ARGO, NAMESPACE, "workflows", label_selector=selector)["items"]

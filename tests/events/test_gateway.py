@@ -22,9 +22,12 @@ import pytest
 import yaml
 from kafka import KafkaConsumer, KafkaProducer
 
+from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.events.records import minio_message
+from llmtwin.operator.builders import resolved_twin
 from tests.events.conftest import (
     ALERTS_TOPIC,
+    ARGO,
     BUCKET,
     DLQ_TOPIC,
     MAX_BODY_BYTES,
@@ -32,6 +35,7 @@ from tests.events.conftest import (
     TWIN,
     WEBHOOK_TOKEN,
     twin_doc,
+    workflows,
 )
 from tests.harness import wait_for
 from tests.harness.metrics import metric as scrape
@@ -39,18 +43,9 @@ from tests.harness.metrics import samples
 from tests.harness.operator import OBJECTS_TOPIC
 
 pytestmark = [pytest.mark.cluster, pytest.mark.kafka, pytest.mark.slow]
-ARGO = ("argoproj.io", "v1alpha1")
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def workflows(kube_cluster, kind: str, twin: str = TWIN) -> list[dict]:
-    from kubernetes.client import CustomObjectsApi
-
-    api = CustomObjectsApi(kube_cluster.api_client())
-    selector = f"llmtwin.dev/twin={twin},llmtwin.dev/kind={kind}"
-    return api.list_namespaced_custom_object(*ARGO, NAMESPACE, "workflows", label_selector=selector)["items"]
-
-
 def params(workflow: dict) -> dict[str, str]:
     return {p["name"]: p.get("value", "") for p in workflow["spec"]["arguments"]["parameters"]}
 
@@ -150,12 +145,13 @@ def finish(kube_cluster, workflow: dict, tmp_path, phase: str = "Failed") -> Non
     twin = json.loads(
         kube_cluster.kubectl("get", "llmtwin", params(workflow)["twin"], "-n", NAMESPACE, "-o", "json").stdout
     )
-    (tmp_path / "twin.yaml").write_text(yaml.safe_dump(twin))
+    # What the operator mounts into step pods: the resolved twin as JSON (its `<twin>-config` ConfigMap).
+    (tmp_path / "twin.json").write_text(json.dumps(resolved_twin(LLMTwin.model_validate(twin))))
     env = {
         "PATH": os.environ["PATH"],
         "HOME": os.environ["HOME"],
         "KUBECONFIG": str(kube_cluster.kubeconfig),
-        "LLMTWIN_TWIN_FILE": str(tmp_path / "twin.yaml"),
+        "LLMTWIN_TWIN_FILE": str(tmp_path / "twin.json"),
         "LLMTWIN_WORKSPACE": str(tmp_path / "workspace"),
         "LLMTWIN_STATUS_SINK": "kubernetes",
     }

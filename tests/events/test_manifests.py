@@ -14,7 +14,12 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.cluster
 @pytest.mark.parametrize(
     "manifest",
-    ["manifests/gateway/rbac.yaml", "manifests/gateway/deployment.yaml", "manifests/gateway/alertmanager.yaml"],
+    [
+        "manifests/gateway/rbac.yaml",
+        "manifests/gateway/deployment.yaml",
+        "manifests/gateway/alertmanager.yaml",
+        "manifests/gateway/servicemonitor.yaml",
+    ],
 )
 def test_gateway_manifests_pass_server_side_validation(kube_cluster, manifest):
     kube_cluster.kubectl("apply", "-f", str(ROOT / "manifests/operator/namespace.yaml"))

@@ -24,7 +24,10 @@ BINARY = "prometheus"
 
 
 class Prometheus:
-    def __init__(self, rule_files: list[Path] | None = None, alertmanager_url: str | None = None):
+    def __init__(
+        self, rule_files: list[Path] | None = None, alertmanager_url: str | None = None, honor_labels: bool = False
+    ):
+        self.honor_labels = honor_labels  # a ServiceMonitor endpoint's honorLabels
         self.workdir = Path(tempfile.mkdtemp(prefix="llmtwin-prometheus-"))
         self.targets_file = self.workdir / "targets.json"
         self.rule_files = rule_files or []
@@ -39,6 +42,7 @@ class Prometheus:
             "scrape_configs": [
                 {
                     "job_name": "llmtwin",
+                    "honor_labels": self.honor_labels,
                     "file_sd_configs": [{"files": [str(self.targets_file)], "refresh_interval": "1s"}],
                 }
             ],
@@ -101,6 +105,16 @@ class Prometheus:
     def stop(self) -> None:
         stop_process_group(self.proc)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Prometheus:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 class Promtool:

@@ -1,6 +1,9 @@
 """The typed API, its validation, names and conditions, and the CRD generated from it."""
 
+import json
+
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from llmtwin.api.conditions import ConditionType, Reason, find_condition, set_condition
@@ -16,6 +19,18 @@ def crd_schema() -> dict:
 
 def test_checked_in_crd_matches_the_models():
     assert (ROOT / CRD_FILE).read_text() == render_crd_yaml(), "run `llmtwin crd` and commit the result"
+
+
+def test_checked_in_dashboard_matches_the_code():
+    from llmtwin.api.dashboard import SIDECAR_LABEL, config_map_yaml
+
+    shipped = ROOT / "manifests/grafana/dashboard.yaml"
+    assert shipped.read_text() == config_map_yaml(), "run `llmtwin dashboard` and commit the result"
+    config_map = yaml.safe_load(shipped.read_text())
+    assert config_map["metadata"]["labels"][SIDECAR_LABEL] == "1"  # what Grafana's sidecar looks for
+    dashboard = json.loads(config_map["data"]["llmtwin-twins.json"])
+    assert {v["name"] for v in dashboard["templating"]["list"]} == {"datasource", "namespace", "twin"}
+    assert all(target["expr"] for panel in dashboard["panels"] for target in panel["targets"])
 
 
 def test_example_validates_and_fills_defaults():

@@ -32,6 +32,7 @@ def test_children_are_named_labelled_and_namespaced():
             "Deployment",
             "Service",
             "ServiceMonitor",
+            "ServiceMonitor",
             "PrometheusRule",
         ]
     )
@@ -158,6 +159,14 @@ def test_the_front_door_asks_the_stable_service_and_is_scraped():
     monitor = objs["ServiceMonitor", "demo-frontdoor"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    # The model server's monitor selects both Services the analysis tells apart by `service`.
+    server_monitor = objs["ServiceMonitor", "demo-server"]
+    for role in ("stable", "canary"):
+        labels = objs["Service", f"demo-{role}"]["metadata"]["labels"]
+        assert server_monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    analysis = objs["AnalysisTemplate", "demo-canary-analysis"]
+    queries = [m["provider"]["prometheus"]["query"] for m in analysis["spec"]["metrics"]]
+    assert all('service="{{args.service}}"' in q for q in queries)
     external = twin(serving={"gateway": {"generationEndpoint": "http://tgi.elsewhere:8080"}})
     assert serving.model_server_url(external) == "http://tgi.elsewhere:8080"
 

@@ -1,0 +1,142 @@
+"""The drift loop end to end, on real servers: questions at two twins' front doors (`llmtwin frontdoor`
+processes) -> Kafka `llmtwin.queries` -> the gateway's drift monitor (reading each twin's corpus sample
+from a Milvus server) -> the gateway's /metrics -> Debian's Prometheus scraping it as the shipped
+ServiceMonitor says, with the PrometheusRule the operator renders -> Debian's Alertmanager with the
+shipped route -> the gateway's webhook -> Kafka -> the dispatcher -> exactly one retrain Workflow in the
+API server for the twin whose questions left its corpus, none for the twin asked on topic."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import urllib.request
+
+import pytest
+import yaml
+
+from llmtwin.api import names
+from llmtwin.api.dashboard import PANELS
+from llmtwin.api.v1alpha1 import LLMTwin
+from llmtwin.operator.builders import prometheus_rule, resolved_twin
+from tests.drift.questions import OFF_TOPIC, ON_TOPIC
+from tests.events.conftest import NAMESPACE, QUERIES_TOPIC, WEBHOOK_TOKEN, twin_doc, workflows
+from tests.events.test_gateway import produce
+from tests.harness import free_port, wait_for
+from tests.harness.alertmanager import Alertmanager
+from tests.harness.process import CliProcess
+from tests.harness.prometheus import Prometheus
+from tests.twins import DEMO_CORPUS_BUCKET, ROOT, ingest_demo_corpus
+
+pytestmark = [pytest.mark.cluster, pytest.mark.kafka, pytest.mark.prometheus, pytest.mark.milvus, pytest.mark.slow]
+DRIFT = {"window": "10m", "for": "3s", "minQuestions": 12}  # embedding-centroid, threshold 0.4
+SHIPPED_MONITOR = ROOT / "manifests/gateway/servicemonitor.yaml"
+
+
+def drift_twin(kube_cluster, name: str, milvus_uri: str) -> LLMTwin:
+    doc = twin_doc(name, DEMO_CORPUS_BUCKET)
+    doc["spec"]["drift"] = DRIFT
+    doc["spec"]["vectorStore"]["uri"] = milvus_uri
+    kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+    return LLMTwin.model_validate(doc)
+
+
+def ask(url: str, question: str) -> dict:
+    body = json.dumps({"question": question, "generate": False}).encode()
+    request = urllib.request.Request(f"{url}/ask", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def front_doors(kube_cluster, kafka_broker, tmp_path):
+    """`llmtwin frontdoor` for each twin, as its Deployment runs it (the twin file, Kafka, no model server)."""
+    started: dict[str, CliProcess] = {}
+
+    def start(twin: LLMTwin) -> str:
+        workdir = tmp_path / f"frontdoor-{twin.name}"
+        workdir.mkdir()
+        (workdir / "twin.json").write_text(json.dumps(resolved_twin(twin)))  # what its ConfigMap holds
+        port = free_port()
+        proc = CliProcess(
+            ["frontdoor", "--port", str(port), "--host", "127.0.0.1"],
+            {
+                "LLMTWIN_TWIN_FILE": str(workdir / "twin.json"),
+                "LLMTWIN_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+                "LLMTWIN_QUERIES_TOPIC": QUERIES_TOPIC,
+                "HF_HUB_OFFLINE": "1",
+            },
+            workdir,
+            f"http://127.0.0.1:{port}/healthz",
+            f"frontdoor-{twin.name}",
+        )
+        proc.start(timeout=120)
+        started[twin.name] = proc
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for proc in started.values():
+        proc.kill(signal.SIGTERM)
+
+
+def test_questions_that_leave_the_corpus_start_exactly_one_retrain(
+    kube_cluster, kafka_broker, milvus_server, gateway, front_doors, tmp_path
+):
+    drifting = drift_twin(kube_cluster, "wanderer", milvus_server.uri)
+    steady = drift_twin(kube_cluster, "homebody", milvus_server.uri)
+    for twin in (drifting, steady):
+        ingest_demo_corpus(twin)
+
+    rules = tmp_path / "rules.yml"
+    groups = [group for twin in (drifting, steady) for group in prometheus_rule(twin)["spec"]["groups"]]
+    rules.write_text(yaml.safe_dump({"groups": groups}))
+    (tmp_path / "token").write_text(WEBHOOK_TOKEN)
+    endpoint = yaml.safe_load(SHIPPED_MONITOR.read_text())["spec"]["endpoints"][0]
+    with (
+        Alertmanager(tmp_path, f"{gateway.url}/alertmanager", tmp_path / "token") as alertmanager,
+        Prometheus([rules], alertmanager.url, honor_labels=endpoint.get("honorLabels", False)) as prometheus,
+    ):
+        # Labelled as prometheus-operator labels the gateway's target: its own namespace and Service.
+        gateway_target = gateway.url.removeprefix("http://")
+        prometheus.set_targets([(gateway_target, {"namespace": "llmtwin-system", "service": "llmtwin-gateway"})])
+        urls = {twin.name: front_doors(twin) for twin in (drifting, steady)}
+        prometheus.set_targets(
+            [(gateway_target, {"namespace": "llmtwin-system", "service": "llmtwin-gateway"})]
+            + [
+                (url.removeprefix("http://"), {"namespace": NAMESPACE, "service": names.front_door_name(name)})
+                for name, url in urls.items()
+            ]
+        )
+        # A record no front door wrote: dead-lettered with its reason, the others proceed.
+        produce(kafka_broker, QUERIES_TOPIC, b'{"type": "question", "twin": "x"}')
+        for on_topic, off_topic in zip(ON_TOPIC, OFF_TOPIC, strict=True):
+            assert ask(urls[steady.name], on_topic)["sources"]
+            ask(urls[drifting.name], off_topic)
+
+        runs = wait_for(lambda: workflows(kube_cluster, "retrain", drifting.name), 120, what="the drift retrain")
+        time.sleep(5)  # repeats from Alertmanager and further evaluations start nothing more
+        assert len(workflows(kube_cluster, "retrain", drifting.name)) == 1
+        assert workflows(kube_cluster, "retrain", steady.name) == []
+        assert runs[0]["spec"]["arguments"]["parameters"]
+
+        def series(metric: str, twin: LLMTwin) -> float:
+            result = prometheus.query(f'{metric}{{namespace="{NAMESPACE}",twin="{twin.name}"}}')
+            assert result, f"{metric} for {twin.name} not in Prometheus"
+            return float(result[0]["value"][1])
+
+        assert series(names.DRIFT_WINDOW_METRIC, steady) == len(ON_TOPIC)
+        assert series(names.DRIFT_METRIC, steady) < 0.4 < series(names.DRIFT_METRIC, drifting)
+        firing = prometheus.query(f'ALERTS{{alertname="{names.DRIFT_ALERT}",alertstate="firing"}}')
+        assert {a["metric"][names.ALERT_TWIN_LABEL] for a in firing} == {drifting.name}
+
+        # The shipped dashboard, templated to the drifting twin: every panel's queries return data.
+        empty = []
+        for panel in PANELS:
+            for legend, expr in panel.queries.items():
+                query = expr.replace("$namespace", NAMESPACE).replace("$twin", drifting.name)
+                try:
+                    wait_for(lambda q=query: prometheus.query(q), 15, what=query)
+                except AssertionError:
+                    empty.append((panel.title, legend, panel.needs))
+        # Canary state comes from the Argo Rollouts controller, which this test does not run.
+        assert empty == [("Canary (Argo Rollouts)", "{{phase}}", "the Argo Rollouts controller's metrics")]
