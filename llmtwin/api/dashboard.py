@@ -75,7 +75,14 @@ PANELS = [
         "ops",
     ),
     Panel(
-        "Retrain decisions on drift alerts (all twins)",
+        "Latest retrain and its gate decision",
+        {"{{decision}}": f"max by (decision) ({names.RETRAIN_DECISION_METRIC}{{{TWIN}}})"},
+        description="1 for the decision of the twin's latest retrain: running, failed, promoted (it passed "
+        "the evaluation gate) or rejected (it scored worse and was not promoted). The operator exports it "
+        "from status.lastTraining.",
+    ),
+    Panel(
+        "What the dispatcher did with drift alerts (all twins)",
         {"{{outcome}}": "sum by (outcome) (increase(llmtwin_gateway_alerts_total[1h]))"},
         description="submitted: a retrain started; in-flight, cooldown, duplicate: held back (status.lastTraining).",
     ),

@@ -88,6 +88,10 @@ ALERT_TWIN_LABEL = "llmtwin_twin"
 ALERT_NAMESPACE_LABEL = "llmtwin_namespace"
 ALERT_ACTION_LABEL = "llmtwin_action"
 RETRAIN_ACTION = "retrain"
+# The operator exports each twin's latest retrain from status.lastTraining: 1 for its decision, 0 for the
+# others (a state set, as kube-state-metrics does for pod phases); the dashboard's retrain panel reads it.
+RETRAIN_DECISION_METRIC = "llmtwin_twin_last_retrain"  # {namespace, twin, decision}
+RETRAIN_TIMESTAMP_METRIC = "llmtwin_twin_last_retrain_timestamp_seconds"  # {namespace, twin}: finished, else started
 
 
 def drift_alert_labels(namespace: str, twin: str) -> dict[str, str]:

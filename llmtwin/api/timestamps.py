@@ -8,3 +8,8 @@ import datetime as dt
 def now() -> str:
     """The current time as `2026-12-01T05:26:34Z` (conditions, lastIngestion, lastTraining)."""
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def epoch_seconds(stamp: str) -> float:
+    """Seconds since the epoch of a timestamp in this format (or any ISO 8601 one)."""
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -626,6 +626,10 @@ class BucketStatus(ApiModel):
 
 
 TrainingResult = Literal["Running", "Succeeded", "Failed"]
+# What a retrain came to: still running, failed, or a registered version the evaluation gate promoted or
+# rejected. The operator exports it (names.RETRAIN_DECISION_METRIC); the dashboard draws it.
+RetrainDecision = Literal["running", "failed", "promoted", "rejected"]
+RETRAIN_DECISIONS: tuple[RetrainDecision, ...] = get_args(RetrainDecision)
 
 
 class TrainingRun(ApiModel):
@@ -643,6 +647,14 @@ class TrainingRun(ApiModel):
     result: TrainingResult = Field(default="Running", description="Running, Succeeded or Failed.")
     version: str | None = Field(default=None, description="The model version it registered.")
     promoted: bool | None = Field(default=None, description="Whether that version passed the evaluation gate.")
+
+    @property
+    def decision(self) -> RetrainDecision:
+        if self.result == "Running":
+            return "running"
+        if self.result == "Failed":
+            return "failed"
+        return "promoted" if self.promoted else "rejected"
 
 
 class LLMTwinStatus(ApiModel):

@@ -9,13 +9,12 @@ startsAt) maps to one deterministic Workflow name, so even a lost claim creates 
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import threading
 from typing import Literal, Protocol
 
-from llmtwin.api.timestamps import now
+from llmtwin.api.timestamps import epoch_seconds, now
 from llmtwin.api.v1alpha1 import LLMTwin, TrainingRun, duration_seconds
 from llmtwin.workflows.status import FileStatusReporter
 
@@ -25,7 +24,7 @@ Decision = Literal["submit", "in-flight", "cooldown", "duplicate"]
 def _seconds(stamp: str | None) -> float | None:
     if not stamp:
         return None
-    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    return epoch_seconds(stamp)
 
 
 def retrain_decision(twin: LLMTwin, episode: str, at: float, deadline_seconds: float) -> Decision:

@@ -1,4 +1,5 @@
-"""Kopf entrypoint: decorators only; each handler delegates to `reconcile`, `finalize` or `platform`.
+"""Kopf entrypoint: decorators only; each handler delegates to `reconcile`, `finalize`, `platform` or
+`twin_metrics`.
 
 Run with `llmtwin operator` (what the Deployment does). The settings are read here, once, when the
 module loads: the resync interval must be known when the timer is declared.
@@ -13,7 +14,7 @@ import kopf
 from llmtwin.api.names import FINALIZER, GROUP
 from llmtwin.api.v1alpha1 import PLURAL, VERSION
 from llmtwin.config import OperatorSettings, load
-from llmtwin.operator import finalize, platform, reconcile
+from llmtwin.operator import finalize, platform, reconcile, twin_metrics
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 SETTINGS = load(OperatorSettings)
@@ -61,6 +62,12 @@ def resync_twin(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: log
 @kopf.on.delete(*RESOURCE)
 def finalize_twin(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging.Logger, **_) -> None:
     finalize.finalize(body, patch, memo.platform, logger)
+
+
+@kopf.on.event(*RESOURCE)
+def export_twin_state(event: kopf.RawEvent, body: kopf.Body, **_) -> None:
+    # Every watch event, status changes included (they never reach the spec handlers above).
+    twin_metrics.on_event(event.get("type"), body)
 
 
 @kopf.on.probe(id="twins")

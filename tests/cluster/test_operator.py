@@ -3,6 +3,7 @@ the controller-manager's garbage collector (and real MinIO and Kafka: Ready incl
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -10,9 +11,10 @@ import time
 import pytest
 import yaml
 
+from llmtwin.api import names
 from llmtwin.corpus.store import ChunkStore
 from tests.harness import wait_for
-from tests.harness.metrics import metric
+from tests.harness.metrics import metric, samples
 from tests.harness.operator import RESYNC_SECONDS, create_s3_secret, get_json
 from tests.twins import twin_doc as example_doc
 
@@ -178,10 +180,42 @@ def test_delete_runs_finalizer_and_collects_children(kube_cluster, operator):
     wait_for(lambda: not children(kube_cluster, "zeta"), timeout=90, what="garbage collection of children")
 
 
+def test_the_latest_retrain_decision_is_exported_from_status_and_dropped_with_the_twin(kube_cluster, operator):
+    """What the dashboard's retrain panel reads: the gateway and the retrain steps write
+    status.lastTraining; the operator turns it into llmtwin_twin_last_retrain{decision}."""
+
+    def decisions() -> dict[str, float]:
+        found = samples(operator.metrics_url)
+        return {
+            labels["decision"]: value
+            for name, labels, value in found
+            if name == names.RETRAIN_DECISION_METRIC and labels["twin"] == "theta"
+        }
+
+    def record(last_training: dict) -> None:
+        patch = json.dumps({"status": {"lastTraining": last_training}})
+        kube_cluster.kubectl("patch", "llmtwin", "theta", "--subresource=status", "--type=merge", "-p", patch)
+
+    apply(kube_cluster, twin_doc("theta"))
+    wait_ready(kube_cluster, "theta")
+    assert decisions() == {}  # never retrained: no series
+    record({"episode": "e@1", "workflow": "theta-retrain-1", "startedAt": "2026-12-02T03:00:00Z"})
+    wait_for(lambda: decisions().get("running") == 1, timeout=20, what="the running retrain")
+    assert decisions() == {"running": 1, "failed": 0, "promoted": 0, "rejected": 0}
+    assert metric(operator.metrics_url, names.RETRAIN_TIMESTAMP_METRIC, twin="theta") == 1796180400
+    # The register step: a version that scored worse than production.
+    record({"finishedAt": "2026-12-02T03:10:00Z", "result": "Succeeded", "version": "4", "promoted": False})
+    wait_for(lambda: decisions().get("rejected") == 1, timeout=20, what="the rejected version")
+    assert decisions() == {"running": 0, "failed": 0, "promoted": 0, "rejected": 1}
+    assert metric(operator.metrics_url, names.RETRAIN_TIMESTAMP_METRIC, twin="theta") == 1796181000
+    kube_cluster.kubectl("delete", "llmtwin", "theta", "--timeout=60s")
+    wait_for(lambda: decisions() == {}, timeout=20, what="the deleted twin's series to go")
+
+
 def test_operator_killed_mid_reconcile_converges_without_duplicates(kube_cluster, operator):
-    names = [f"crash-{i}" for i in range(12)]
+    twins = [f"crash-{i}" for i in range(12)]
     writes = metric(operator.metrics_url, "llmtwin_operator_api_writes_total")
-    kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([twin_doc(n) for n in names]))
+    kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([twin_doc(n) for n in twins]))
     # SIGKILL as soon as the operator has started writing the new twins' children.
     wait_for(
         lambda: metric(operator.metrics_url, "llmtwin_operator_api_writes_total") > writes,
@@ -190,10 +224,10 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(kube_cluster
         what="the first child write",
     )
     operator.kill()
-    ready = [n for n in names if get_json(kube_cluster, "llmtwin", n).get("status", {}).get("phase") == "Ready"]
-    assert len(ready) < len(names), "every reconcile had finished: the kill did not interrupt one"
+    ready = [n for n in twins if get_json(kube_cluster, "llmtwin", n).get("status", {}).get("phase") == "Ready"]
+    assert len(ready) < len(twins), "every reconcile had finished: the kill did not interrupt one"
     operator.start()
-    for name in names:
+    for name in twins:
         wait_ready(kube_cluster, name, timeout=90)
         objs = children(kube_cluster, name)
         assert len(objs) == CHILDREN, sorted(objs)

@@ -3,13 +3,16 @@ processes) -> Kafka `llmtwin.queries` -> the gateway's drift monitor (reading ea
 from a Milvus server) -> the gateway's /metrics -> Debian's Prometheus scraping it as the shipped
 ServiceMonitor says, with the PrometheusRule the operator renders -> Debian's Alertmanager with the
 shipped route -> the gateway's webhook -> Kafka -> the dispatcher -> exactly one retrain Workflow in the
-API server for the twin whose questions left its corpus, none for the twin asked on topic."""
+API server for the twin whose questions left its corpus, none for the twin asked on topic. The operator
+runs too: it exports the claimed retrain from the twin's status, and every panel of the shipped
+dashboard but the canary's (Argo Rollouts' metrics) returns data from that Prometheus."""
 
 from __future__ import annotations
 
 import json
 import signal
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -19,6 +22,7 @@ from llmtwin.api import names
 from llmtwin.api.dashboard import PANELS
 from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.operator.builders import prometheus_rule, resolved_twin
+from llmtwin.operator.serving import service_monitor
 from tests.drift.questions import OFF_TOPIC, ON_TOPIC
 from tests.events.conftest import NAMESPACE, QUERIES_TOPIC, WEBHOOK_TOKEN, twin_doc, workflows
 from tests.events.test_gateway import produce
@@ -30,7 +34,18 @@ from tests.twins import DEMO_CORPUS_BUCKET, ROOT, ingest_demo_corpus
 
 pytestmark = [pytest.mark.cluster, pytest.mark.kafka, pytest.mark.prometheus, pytest.mark.milvus, pytest.mark.slow]
 DRIFT = {"window": "10m", "for": "3s", "minQuestions": 12}  # embedding-centroid, threshold 0.4
-SHIPPED_MONITOR = ROOT / "manifests/gateway/servicemonitor.yaml"
+GATEWAY_MONITOR = yaml.safe_load((ROOT / "manifests/gateway/servicemonitor.yaml").read_text())
+OPERATOR_MONITOR = yaml.safe_load((ROOT / "manifests/operator/podmonitor.yaml").read_text())
+
+
+def honors_labels(monitor_spec: dict) -> bool:
+    """A ServiceMonitor's or PodMonitor's honorLabels (its one endpoint's)."""
+    (endpoint,) = monitor_spec.get("endpoints") or monitor_spec["podMetricsEndpoints"]
+    return endpoint.get("honorLabels", False)
+
+
+def address(url: str) -> str:
+    return urllib.parse.urlsplit(url).netloc
 
 
 def drift_twin(kube_cluster, name: str, milvus_uri: str) -> LLMTwin:
@@ -80,7 +95,7 @@ def front_doors(kube_cluster, kafka_broker, tmp_path):
 
 
 def test_questions_that_leave_the_corpus_start_exactly_one_retrain(
-    kube_cluster, kafka_broker, milvus_server, gateway, front_doors, tmp_path
+    kube_cluster, kafka_broker, milvus_server, gateway, operator, front_doors, tmp_path
 ):
     drifting = drift_twin(kube_cluster, "wanderer", milvus_server.uri)
     steady = drift_twin(kube_cluster, "homebody", milvus_server.uri)
@@ -91,22 +106,29 @@ def test_questions_that_leave_the_corpus_start_exactly_one_retrain(
     groups = [group for twin in (drifting, steady) for group in prometheus_rule(twin)["spec"]["groups"]]
     rules.write_text(yaml.safe_dump({"groups": groups}))
     (tmp_path / "token").write_text(WEBHOOK_TOKEN)
-    endpoint = yaml.safe_load(SHIPPED_MONITOR.read_text())["spec"]["endpoints"][0]
     with (
         Alertmanager(tmp_path, f"{gateway.url}/alertmanager", tmp_path / "token") as alertmanager,
-        Prometheus([rules], alertmanager.url, honor_labels=endpoint.get("honorLabels", False)) as prometheus,
+        Prometheus([rules], alertmanager.url) as prometheus,
     ):
-        # Labelled as prometheus-operator labels the gateway's target: its own namespace and Service.
-        gateway_target = gateway.url.removeprefix("http://")
-        prometheus.set_targets([(gateway_target, {"namespace": "llmtwin-system", "service": "llmtwin-gateway"})])
         urls = {twin.name: front_doors(twin) for twin in (drifting, steady)}
-        prometheus.set_targets(
-            [(gateway_target, {"namespace": "llmtwin-system", "service": "llmtwin-gateway"})]
-            + [
-                (url.removeprefix("http://"), {"namespace": NAMESPACE, "service": names.front_door_name(name)})
-                for name, url in urls.items()
-            ]
-        )
+        # Scraped as prometheus-operator scrapes the targets of the shipped monitors and of the twin's own
+        # (honorLabels as each says), labelled as Kubernetes service discovery labels them.
+        front_door_monitor = service_monitor(drifting, names.front_door_name(drifting.name), "frontdoor")
+        system = {"namespace": "llmtwin-system"}
+        targets = [
+            (honors_labels(GATEWAY_MONITOR["spec"]), gateway.url, {**system, "service": "llmtwin-gateway"}),
+            (honors_labels(OPERATOR_MONITOR["spec"]), operator.metrics_url, {**system, "pod": "llmtwin-operator-0"}),
+        ] + [
+            (
+                honors_labels(front_door_monitor["spec"]),
+                url,
+                {"namespace": NAMESPACE, "service": names.front_door_name(name)},
+            )
+            for name, url in urls.items()
+        ]
+        for honor in (False, True):
+            chosen = [(address(url), labels) for honors, url, labels in targets if honors == honor]
+            prometheus.set_targets(chosen, honor_labels=honor)
         # A record no front door wrote: dead-lettered with its reason, the others proceed.
         produce(kafka_broker, QUERIES_TOPIC, b'{"type": "question", "twin": "x"}')
         for on_topic, off_topic in zip(ON_TOPIC, OFF_TOPIC, strict=True):
@@ -128,6 +150,11 @@ def test_questions_that_leave_the_corpus_start_exactly_one_retrain(
         assert series(names.DRIFT_METRIC, steady) < 0.4 < series(names.DRIFT_METRIC, drifting)
         firing = prometheus.query(f'ALERTS{{alertname="{names.DRIFT_ALERT}",alertstate="firing"}}')
         assert {a["metric"][names.ALERT_TWIN_LABEL] for a in firing} == {drifting.name}
+        # The dispatcher's claim in the twin's status, exported by the operator: one retrain, running.
+        decision = f'{names.RETRAIN_DECISION_METRIC}{{namespace="{NAMESPACE}",twin="%s"}} == 1'
+        running = wait_for(lambda: prometheus.query(decision % drifting.name), 30, what="the retrain decision")
+        assert [r["metric"]["decision"] for r in running] == ["running"]
+        assert prometheus.query(decision % steady.name) == []
 
         # The shipped dashboard, templated to the drifting twin: every panel's queries return data.
         empty = []

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
         "manifests/gateway/deployment.yaml",
         "manifests/gateway/alertmanager.yaml",
         "manifests/gateway/servicemonitor.yaml",
+        "manifests/operator/podmonitor.yaml",
     ],
 )
 def test_gateway_manifests_pass_server_side_validation(kube_cluster, manifest):

@@ -2,7 +2,9 @@
 
 Targets are given as file_sd files (`set_targets`), each labelled the way Kubernetes service discovery
 would label a pod (namespace, service, pod-template hash, ...), so the queries the operator renders
-run unchanged. Rule files go in with `rule_files`; scrape and evaluation intervals are 1 s."""
+run unchanged. Two scrape jobs, with and without `honor_labels`, stand for ServiceMonitor/PodMonitor
+endpoints with and without `honorLabels`. Rule files go in with `rule_files`; scrape and evaluation
+intervals are 1 s."""
 
 from __future__ import annotations
 
@@ -24,12 +26,8 @@ BINARY = "prometheus"
 
 
 class Prometheus:
-    def __init__(
-        self, rule_files: list[Path] | None = None, alertmanager_url: str | None = None, honor_labels: bool = False
-    ):
-        self.honor_labels = honor_labels  # a ServiceMonitor endpoint's honorLabels
+    def __init__(self, rule_files: list[Path] | None = None, alertmanager_url: str | None = None):
         self.workdir = Path(tempfile.mkdtemp(prefix="llmtwin-prometheus-"))
-        self.targets_file = self.workdir / "targets.json"
         self.rule_files = rule_files or []
         self.alertmanager_url = alertmanager_url
         self.port = 0
@@ -41,10 +39,11 @@ class Prometheus:
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
             "scrape_configs": [
                 {
-                    "job_name": "llmtwin",
-                    "honor_labels": self.honor_labels,
-                    "file_sd_configs": [{"files": [str(self.targets_file)], "refresh_interval": "1s"}],
+                    "job_name": "llmtwin-honor-labels" if honor else "llmtwin",
+                    "honor_labels": honor,
+                    "file_sd_configs": [{"files": [str(self.targets_file(honor))], "refresh_interval": "1s"}],
                 }
+                for honor in (False, True)
             ],
             "rule_files": [str(p) for p in self.rule_files],
         }
@@ -59,6 +58,7 @@ class Prometheus:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.set_targets([])
+        self.set_targets([], honor_labels=True)
         (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(self.config()))
         self.proc = subprocess.Popen(
             [
@@ -83,12 +83,17 @@ class Prometheus:
         except OSError:
             return False
 
-    def set_targets(self, targets: list[tuple[str, dict[str, str]]]) -> None:
-        """Scrape these `host:port`s with these labels (replacing the previous set)."""
+    def targets_file(self, honor_labels: bool) -> Path:
+        return self.workdir / ("targets-honor-labels.json" if honor_labels else "targets.json")
+
+    def set_targets(self, targets: list[tuple[str, dict[str, str]]], honor_labels: bool = False) -> None:
+        """Scrape these `host:port`s with these labels, replacing the previous set scraped with the same
+        `honor_labels` (a ServiceMonitor endpoint's honorLabels)."""
         groups = [{"targets": [address], "labels": labels} for address, labels in targets]
-        tmp = self.targets_file.with_suffix(".tmp")
+        path = self.targets_file(honor_labels)
+        tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(groups))
-        tmp.replace(self.targets_file)
+        tmp.replace(path)
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         """An instant query's result vector (each item: metric labels and [time, "value"])."""
