@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Builds (once) the real components the tests and `llmtwin up` run against, into a cache outside
 # the clone so fresh clones on the same machine reuse them:
-#   $LLMTWIN_CACHE/bin/{kube-apiserver,kube-controller-manager,kubectl,minio}
+#   $LLMTWIN_CACHE/bin/{kube-apiserver,kube-controller-manager,kubectl,minio,rollouts-controller}
 #   $LLMTWIN_CACHE/kafka-<v>/libs/*.jar
 #   $LLMTWIN_CACHE/crds/{argo-workflows,argo-rollouts,prometheus-operator}/*.yaml
-# Usage: infra/build.sh [all|debian|kubernetes|crds|kafka|minio]...   (default: all)
+# Usage: infra/build.sh [all|debian|kubernetes|crds|kafka|minio|rollouts]...   (default: all)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -98,11 +98,32 @@ minio() {
   touch "$stamp"
 }
 
+rollouts() {
+  local stamp="$BIN/.rollouts-$ARGO_ROLLOUTS_VERSION"
+  [ -f "$stamp" ] && { log "argo rollouts controller $ARGO_ROLLOUTS_VERSION cached"; return; }
+  log "building the Argo Rollouts controller $ARGO_ROLLOUTS_VERSION (a few minutes cold)"
+  local work="$CACHE/src/argo-rollouts-$ARGO_ROLLOUTS_VERSION"
+  mkdir -p "$work"
+  local rdir
+  rdir=$(cd "$work" && go mod download -json "github.com/argoproj/argo-rollouts@$ARGO_ROLLOUTS_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  # Its go.mod pins the Kubernetes staging modules with replace directives, which `go install` ignores;
+  # a local module that requires it and repeats them builds the released code.
+  {
+    echo "module llmtwin.local/rolloutsbuild"
+    echo "go 1.24"
+    echo "require github.com/argoproj/argo-rollouts $ARGO_ROLLOUTS_VERSION"
+    sed -n -e '/^replace (/,/^)/p' -e '/^replace [^(]/p' "$rdir/go.mod"
+  } >"$work/go.mod"
+  (cd "$work" && go build -p "$GO_PARALLEL" -trimpath -ldflags "-s -w" -o "$BIN/" \
+    github.com/argoproj/argo-rollouts/cmd/rollouts-controller)
+  touch "$stamp"
+}
+
 targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(all)
 for t in "${targets[@]}"; do
   case "$t" in
-    all) debian; crds; kafka; minio; kubernetes ;;
-    debian|kubernetes|crds|kafka|minio) "$t" ;;
-    *) echo "unknown target: $t (all|debian|kubernetes|crds|kafka|minio)" >&2; exit 2 ;;
+    all) debian; crds; kafka; minio; kubernetes; rollouts ;;
+    debian|kubernetes|crds|kafka|minio|rollouts) "$t" ;;
+    *) echo "unknown target: $t (all|debian|kubernetes|crds|kafka|minio|rollouts)" >&2; exit 2 ;;
   esac
 done

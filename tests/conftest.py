@@ -17,6 +17,7 @@ from tests.harness.milvus import MilvusServer
 from tests.harness.minio import MinioServer, kafka_notify_env
 from tests.harness.operator import MINIO_KAFKA_TARGET, OBJECTS_TOPIC, OperatorProcess, create_s3_secret, platform_env
 from tests.harness.prometheus import Prometheus, Promtool
+from tests.harness.rollouts import RolloutsController
 from tests.twins import ROOT
 
 # fixture -> the marker every test using it carries
@@ -33,6 +34,7 @@ FIXTURE_MARKERS = {
     "smollm2_server": "models",
     "prometheus": "prometheus",
     "promtool": "prometheus",
+    "rollouts_controller": "cluster",
 }
 
 
@@ -82,6 +84,12 @@ def prometheus():
 def promtool():
     """Debian's promtool, for `promtool test rules`."""
     yield from server_fixture(Promtool())
+
+
+@pytest.fixture(scope="session")
+def rollouts_controller(kube_cluster):
+    """The real Argo Rollouts controller, reconciling every Rollout in the test API server."""
+    yield from server_fixture(RolloutsController(kube_cluster.kubeconfig))
 
 
 @pytest.fixture(scope="session")

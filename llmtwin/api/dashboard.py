@@ -20,7 +20,7 @@ UID = "llmtwin-twins"
 CONFIG_MAP = "llmtwin-dashboard"
 SIDECAR_LABEL = "grafana_dashboard"  # the label Grafana's sidecar watches for dashboards
 # Front door series carry the target labels of their ServiceMonitor: namespace and service (<twin>-frontdoor).
-FRONT_DOOR = 'namespace="$namespace",service="$twin-frontdoor"'
+FRONT_DOOR = f'namespace="$namespace",service="{names.front_door_name("$twin")}"'
 TWIN = 'namespace="$namespace",twin="$twin"'
 
 
@@ -30,7 +30,6 @@ class Panel:
     queries: dict[str, str]  # legend -> PromQL
     unit: str = "short"
     description: str = ""
-    needs: str = ""  # a component the panel's data comes from, when it is not llmtwin's own code
 
 
 PANELS = [
@@ -92,8 +91,9 @@ PANELS = [
     ),
     Panel(
         "Canary (Argo Rollouts)",
-        {"{{phase}}": 'max by (phase) (rollout_info{namespace="$namespace",name="$twin-server"})'},
-        needs="the Argo Rollouts controller's metrics",
+        {"{{phase}}": f'max by (phase) (rollout_info{{namespace="$namespace",name="{names.server_name("$twin")}"}})'},
+        description="The phase of the twin's model-server Rollout, from the Argo Rollouts controller's "
+        "rollout_info (scraped through manifests/monitoring/argo-rollouts-servicemonitor.yaml).",
     ),
 ]
 

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
         "manifests/gateway/alertmanager.yaml",
         "manifests/gateway/servicemonitor.yaml",
         "manifests/operator/podmonitor.yaml",
+        "manifests/monitoring/argo-rollouts-servicemonitor.yaml",
     ],
 )
 def test_gateway_manifests_pass_server_side_validation(kube_cluster, manifest):
