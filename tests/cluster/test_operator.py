@@ -28,8 +28,9 @@ CHILD_KINDS = (
     "servicemonitors.monitoring.coreos.com",
     "prometheusrules.monitoring.coreos.com",
 )
-# Two WorkflowTemplates (ingest, retrain), three Services (stable, canary, front door).
-CHILDREN = len(CHILD_KINDS) + 3
+# Two WorkflowTemplates (ingest, retrain), three Services (stable, canary, front door), two ServiceMonitors
+# (front door, model server).
+CHILDREN = len(CHILD_KINDS) + 4
 
 
 def twin_doc(name: str, namespace: str = "default", **spec) -> dict:
@@ -59,7 +60,7 @@ def test_apply_creates_owned_children_and_ready_status(kube_cluster, operator):
     twin = get_json(kube_cluster, "llmtwin", "alpha")
     objs = children(kube_cluster, "alpha")
     assert sorted(objs) == sorted(twin["status"]["children"])
-    assert len(objs) == CHILDREN  # two WorkflowTemplates, two Services
+    assert len(objs) == CHILDREN
     for obj in objs.values():
         (ref,) = obj["metadata"]["ownerReferences"]
         assert ref["uid"] == twin["metadata"]["uid"] and ref["controller"] is True
