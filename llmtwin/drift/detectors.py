@@ -28,7 +28,7 @@ MAX_SAMPLES = 500
 FOLDS = 5
 
 
-def _sample(x: np.ndarray, limit: int = MAX_SAMPLES) -> np.ndarray:
+def _sample(x: np.ndarray, limit: int) -> np.ndarray:
     if len(x) <= limit:
         return x
     return x[np.linspace(0, len(x) - 1, limit).round().astype(int)]
@@ -40,9 +40,9 @@ def centroid_distance(window: np.ndarray, reference: np.ndarray) -> float:
     return float(1.0 - a @ b / denominator) if denominator else 0.0
 
 
-def mmd(window: np.ndarray, reference: np.ndarray) -> float:
+def mmd(window: np.ndarray, reference: np.ndarray, max_samples: int = MAX_SAMPLES) -> float:
     """Unbiased MMD² with an RBF kernel whose bandwidth is the median pairwise squared distance."""
-    x, y = _sample(window), _sample(reference)
+    x, y = _sample(window, max_samples), _sample(reference, max_samples)
     n, m = len(x), len(y)
     if n < 2 or m < 2:
         return 0.0
@@ -77,10 +77,11 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((greater + 0.5 * ties) / (len(positives) * len(negatives)))
 
 
-def domain_classifier_auc(window: np.ndarray, reference: np.ndarray) -> float:
+def domain_classifier_auc(window: np.ndarray, reference: np.ndarray, max_samples: int = MAX_SAMPLES) -> float:
     """Out-of-fold ROC AUC of a classifier telling window questions (1) from reference questions (0)."""
-    x = np.vstack([_sample(window), _sample(reference)]).astype(np.float64)
-    y = np.r_[np.ones(len(_sample(window))), np.zeros(len(_sample(reference)))]
+    window, reference = _sample(window, max_samples), _sample(reference, max_samples)
+    x = np.vstack([window, reference]).astype(np.float64)
+    y = np.r_[np.ones(len(window)), np.zeros(len(reference))]
     if len(x) < 2 * FOLDS or y.min() == y.max():
         return 0.5
     folds = np.arange(len(x)) % FOLDS  # interleaved: both classes in every fold

@@ -53,11 +53,17 @@ def test_roc_auc_and_negative_share_by_hand():
     assert detectors.negative_share([1, -1, -1, 1]) == 0.5 and detectors.negative_share([]) == 0.0
 
 
-def test_subsampling_keeps_large_windows_cheap_and_the_answer_the_same(synthetic):
-    same_a, _, shifted = synthetic
-    big = np.repeat(shifted, 50, axis=0)  # 10,000 rows
-    assert detectors._sample(big).shape[0] == detectors.MAX_SAMPLES
-    assert detectors.mmd(big, same_a) > 0.1
+def test_subsampling_keeps_large_windows_cheap_and_the_answer_the_same():
+    rng = np.random.default_rng(11)
+    base = rng.normal(size=32)
+    reference = unit(base + 0.6 * rng.normal(size=(300, 32)))
+    big = unit(base + 2.5 * np.eye(32)[3] + 0.6 * rng.normal(size=(3000, 32)))
+    assert detectors._sample(big, detectors.MAX_SAMPLES).shape[0] == detectors.MAX_SAMPLES
+    sampled, full = detectors.mmd(big, reference), detectors.mmd(big, reference, max_samples=len(big))
+    assert sampled > 0.1 and sampled == pytest.approx(full, rel=0.1)
+    sampled = detectors.domain_classifier_auc(big, reference)
+    full = detectors.domain_classifier_auc(big, reference, max_samples=len(big))
+    assert sampled > 0.95 and sampled == pytest.approx(full, abs=0.03)
 
 
 @pytest.mark.models
