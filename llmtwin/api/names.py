@@ -17,6 +17,10 @@ MANAGED_BY_LABELS = {"app.kubernetes.io/managed-by": "llmtwin-operator", "app.ku
 DEDUPE_KEY_ANNOTATION = f"{GROUP}/dedupe-key"  # on Workflows: the event that made them
 MODEL_VERSION_ANNOTATION = f"{GROUP}/model-version"  # on the server pod template: the adapter it serves
 FINALIZER = f"{GROUP}/finalizer"
+# Argo Rollouts labels each ReplicaSet's pods with their template's hash; the server's PodMonitor carries it
+# into the metrics as ROLLOUT_HASH_METRIC_LABEL, which is how the canary analysis tells canary from stable.
+ROLLOUT_HASH_LABEL = "rollouts-pod-template-hash"
+ROLLOUT_HASH_METRIC_LABEL = "rollouts_pod_template_hash"
 
 WorkflowKind = Literal["ingest", "retrain"]
 

@@ -362,7 +362,11 @@ class CanaryStep(ApiModel):
     """One step of the canary: send this share of traffic to the new adapter, then hold."""
 
     set_weight: int = Field(ge=1, le=100, description="Percent of traffic to the canary at this step.")
-    pause: Duration | None = Field(default=None, description="How long to hold this weight (empty: analysis only).")
+    pause: Duration | None = Field(
+        default=None,
+        description="How long to hold this weight; empty: on to the next step at once (never a pause that "
+        "waits for a human).",
+    )
 
 
 class AnalysisSpec(ApiModel):
@@ -370,8 +374,16 @@ class AnalysisSpec(ApiModel):
 
     max_error_ratio: float = Field(default=0.05, ge=0.0, le=1.0, description="Max 5xx / requests.")
     max_p95_latency_seconds: float = Field(default=2.0, gt=0.0, description="Max p95 request latency.")
-    interval: Duration = Field(default="1m", description="Measurement interval.")
-    failure_limit: int = Field(default=1, ge=0, le=100, description="Failed measurements before rollback.")
+    interval: Duration = Field(
+        default="1m", description="Measurement interval; the first measurement is one interval after the canary starts."
+    )
+    failure_limit: int = Field(
+        default=1,
+        ge=0,
+        le=100,
+        description="Failed measurements tolerated; one more aborts the canary. A measurement fails when its "
+        "value is above the bound, and when it has none or NaN (no traffic reached the canary in the interval).",
+    )
     prometheus_address: str = Field(
         default="http://prometheus-operated.monitoring.svc:9090",
         pattern=r"^https?://",

@@ -1,6 +1,9 @@
 """Pure builders of a twin's serving plane: the model server's Rollout (per engine), its stable and
-canary Services, the canary's AnalysisTemplate, and the twin's front door (Deployment, Service,
-ServiceMonitor) in front of the stable Service.
+canary Services, its PodMonitor, the canary's AnalysisTemplate, and the twin's front door (Deployment,
+Service, ServiceMonitor) in front of the stable Service.
+
+The analysis tells canary from stable by the pods' `rollouts-pod-template-hash`: the PodMonitor carries
+it into every server metric, and the Rollout passes the canary's hash (`podTemplateHashValue: Latest`).
 
 Engines (`spec.serving.engine`), each with its own image, flags, adapter wiring and metric names:
 - `tgi`: TGI's image; the production adapter through `LORA_ADAPTERS`; `tgi_*` metrics;
@@ -27,6 +30,7 @@ ADAPTER_PATH = f"{ADAPTER_DIR}/current"
 MODEL_CACHE = "/var/cache/llmtwin/models"
 TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.4"
 VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
+CANARY_HASH_ARG = "canary-hash"  # the AnalysisTemplate's argument: the canary pods' template hash
 
 
 def _meta(twin: LLMTwin, name: str, component: str) -> dict[str, Any]:
@@ -166,7 +170,8 @@ def _canary_steps(twin: LLMTwin) -> list[dict[str, Any]]:
     steps: list[dict[str, Any]] = []
     for step in twin.spec.serving.canary.steps:
         steps.append({"setWeight": step.set_weight})
-        steps.append({"pause": {"duration": step.pause}} if step.pause else {"pause": {}})
+        if step.pause:  # `pause: {}` would wait for a human forever
+            steps.append({"pause": {"duration": step.pause}})
     return steps
 
 
@@ -209,7 +214,7 @@ def rollout(twin: LLMTwin, settings: PlatformSettings) -> dict[str, Any]:
                     "canaryService": canary,
                     "analysis": {
                         "templates": [{"templateName": names.analysis_template_name(twin.name)}],
-                        "args": [{"name": "service", "value": canary}],
+                        "args": [{"name": CANARY_HASH_ARG, "valueFrom": {"podTemplateHashValue": "Latest"}}],
                     },
                     "steps": _canary_steps(twin),
                 }
@@ -231,18 +236,22 @@ def service(twin: LLMTwin, role: Literal["stable", "canary"]) -> dict[str, Any]:
 
 
 def analysis_template(twin: LLMTwin) -> dict[str, Any]:
-    """Prometheus checks on the canary, in the engine's own metric names."""
+    """Prometheus checks on the canary's pods, in the engine's own metric names."""
     analysis = twin.spec.serving.canary.analysis
-    selector = f'namespace="{twin.namespace}",service="{{{{args.service}}}}"'
+    selector = f'namespace="{twin.namespace}",{names.ROLLOUT_HASH_METRIC_LABEL}="{{{{args.{CANARY_HASH_ARG}}}}}"'
     errors, latency = ENGINES[twin.spec.serving.engine].queries(selector, analysis.interval)
 
     def metric(name: str, query: str, bound: float) -> dict[str, Any]:
         return {
             "name": name,
+            # The first measurement covers a whole interval of the canary's traffic, not its first seconds.
+            "initialDelay": analysis.interval,
             "interval": analysis.interval,
             "failureLimit": analysis.failure_limit,
-            # No traffic yet is not a failure: NaN/empty results count as success.
-            "successCondition": f"len(result) == 0 || isNaN(result[0]) || result[0] <= {bound}",
+            # Only a number within the bound passes. No result (the canary was never scraped) and NaN (no
+            # requests in the interval: 0/0, or no histogram samples) are failed measurements: a canary
+            # nobody used has shown nothing and is not promoted.
+            "successCondition": f"len(result) > 0 && !isNaN(result[0]) && result[0] <= {bound}",
             "provider": {"prometheus": {"address": analysis.prometheus_address, "query": query}},
         }
 
@@ -251,7 +260,7 @@ def analysis_template(twin: LLMTwin) -> dict[str, Any]:
         "kind": "AnalysisTemplate",
         "metadata": _meta(twin, names.analysis_template_name(twin.name), "server"),
         "spec": {
-            "args": [{"name": "service"}],
+            "args": [{"name": CANARY_HASH_ARG}],
             "metrics": [
                 metric("error-ratio", errors, analysis.max_error_ratio),
                 metric("p95-latency", latency, analysis.max_p95_latency_seconds),
@@ -317,16 +326,31 @@ def front_door_service(twin: LLMTwin) -> dict[str, Any]:
     }
 
 
-def service_monitor(twin: LLMTwin, name: str, component: str) -> dict[str, Any]:
-    """Prometheus (prometheus-operator) scrapes /metrics of the twin's Services of one component. Its
-    target labels `namespace` and `service` are what the canary analysis and the dashboard select on."""
+def front_door_monitor(twin: LLMTwin) -> dict[str, Any]:
+    """Prometheus (prometheus-operator) scrapes the front door's /metrics through its Service; the target
+    labels `namespace` and `service` are what the dashboard selects on."""
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
-        "metadata": _meta(twin, name, component),
+        "metadata": _meta(twin, names.front_door_name(twin.name), "frontdoor"),
         "spec": {
-            "selector": {"matchLabels": {**names.twin_labels(twin.name), names.COMPONENT_LABEL: component}},
+            "selector": {"matchLabels": {**names.twin_labels(twin.name), names.COMPONENT_LABEL: "frontdoor"}},
             "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
+        },
+    }
+
+
+def server_monitor(twin: LLMTwin) -> dict[str, Any]:
+    """Prometheus scrapes every model-server pod, stable and canary alike, each series labelled with its
+    pod's template hash (what the AnalysisTemplate selects the canary by)."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": _meta(twin, names.server_name(twin.name), "server"),
+        "spec": {
+            "selector": {"matchLabels": _server_selector(twin)},
+            "podTargetLabels": [names.ROLLOUT_HASH_LABEL],
+            "podMetricsEndpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
         },
     }
 
@@ -339,7 +363,6 @@ def serving_children(twin: LLMTwin, settings: PlatformSettings) -> list[dict[str
         rollout(twin, settings),
         front_door(twin, settings),
         front_door_service(twin),
-        service_monitor(twin, names.front_door_name(twin.name), "frontdoor"),
-        # The stable and canary Services: the AnalysisTemplate's queries read `service="<canary>"`.
-        service_monitor(twin, names.server_name(twin.name), "server"),
+        front_door_monitor(twin),
+        server_monitor(twin),
     ]

@@ -26,11 +26,11 @@ CHILD_KINDS = (
     "rollouts.argoproj.io",
     "deployments.apps",
     "servicemonitors.monitoring.coreos.com",
+    "podmonitors.monitoring.coreos.com",
     "prometheusrules.monitoring.coreos.com",
 )
-# Two WorkflowTemplates (ingest, retrain), three Services (stable, canary, front door), two ServiceMonitors
-# (front door, model server).
-CHILDREN = len(CHILD_KINDS) + 4
+# Two WorkflowTemplates (ingest, retrain), three Services (stable, canary, front door).
+CHILDREN = len(CHILD_KINDS) + 3
 
 
 def twin_doc(name: str, namespace: str = "default", **spec) -> dict:

@@ -23,7 +23,7 @@ from llmtwin.api import names
 from llmtwin.api.dashboard import PANELS
 from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.operator.builders import prometheus_rule, resolved_twin
-from llmtwin.operator.serving import service_monitor
+from llmtwin.operator.serving import front_door_monitor
 from tests.drift.questions import OFF_TOPIC, ON_TOPIC
 from tests.events.conftest import NAMESPACE, QUERIES_TOPIC, WEBHOOK_TOKEN, twin_doc, workflows
 from tests.events.test_gateway import produce
@@ -115,7 +115,7 @@ def test_questions_that_leave_the_corpus_start_exactly_one_retrain(
         urls = {twin.name: front_doors(twin) for twin in (drifting, steady)}
         # Scraped as prometheus-operator scrapes the targets of the shipped monitors and of the twin's own
         # (honorLabels as each says), labelled as Kubernetes service discovery labels them.
-        front_door_monitor = service_monitor(drifting, names.front_door_name(drifting.name), "frontdoor")
+        front_door = front_door_monitor(drifting)
         system = {"namespace": "llmtwin-system"}
         targets = [
             (honors_labels(GATEWAY_MONITOR["spec"]), gateway.url, {**system, "service": "llmtwin-gateway"}),
@@ -127,7 +127,7 @@ def test_questions_that_leave_the_corpus_start_exactly_one_retrain(
             ),
         ] + [
             (
-                honors_labels(front_door_monitor["spec"]),
+                honors_labels(front_door["spec"]),
                 url,
                 {"namespace": NAMESPACE, "service": names.front_door_name(name)},
             )

@@ -1,14 +1,20 @@
 """The canary analysis the operator renders, run against a real Prometheus (Debian 2.42) scraping a real
-`llmtwin serve`: every query returns a number, and the numbers are what the server did."""
+`llmtwin serve`: every query returns a number, the numbers are what the server did, and the real Argo
+Rollouts controller passes a healthy canary and fails one whose requests fail, that gets no traffic, or
+that Prometheus never scraped."""
 
 from __future__ import annotations
 
+import json
 import math
+import threading
 import urllib.parse
 
 import pytest
+import yaml
 
-from llmtwin.operator.serving import analysis_template
+from llmtwin.api.names import ROLLOUT_HASH_METRIC_LABEL as HASH
+from llmtwin.operator.serving import CANARY_HASH_ARG, analysis_template
 from llmtwin.serving.client import model_server_client
 from tests.harness import wait_for
 from tests.serving.conftest import post
@@ -19,10 +25,10 @@ pytestmark = pytest.mark.slow
 
 def test_the_analysis_queries_return_the_servers_numbers(smollm2_server, prometheus):
     twin = example_twin(serving={"engine": "llmtwin"})
-    canary = f"{twin.name}-canary"
+    canary = "5d8f9c7b6a"  # the canary pods' template hash, as the PodMonitor labels their series
     address = urllib.parse.urlsplit(smollm2_server.url).netloc
-    prometheus.set_targets([(address, {"namespace": twin.namespace, "service": canary})])
-    wait_for(lambda: prometheus.up(service=canary), timeout=30, what="prometheus to scrape the server")
+    prometheus.set_targets([(address, {"namespace": twin.namespace, HASH: canary})])
+    wait_for(lambda: prometheus.up(**{HASH: canary}), timeout=30, what="prometheus to scrape the server")
 
     def fail() -> None:
         status, _ = post(f"{smollm2_server.url}/generate", {"inputs": "hi", "parameters": {"adapter_id": "nowhere"}})
@@ -30,14 +36,14 @@ def test_the_analysis_queries_return_the_servers_numbers(smollm2_server, prometh
 
     # A counter's first appearance is no increase to rate(): let the failure series exist first.
     fail()
-    wait_for(lambda: prometheus.query(f'tgi_request_failure{{service="{canary}"}}'), 30, what="the failure series")
+    wait_for(lambda: prometheus.query(f'tgi_request_failure{{{HASH}="{canary}"}}'), 30, what="the failure series")
     client = model_server_client(smollm2_server.url)
     for subject in ("nets", "oars", "buoys"):
         client.text_generation(f"Write about {subject}.", max_new_tokens=4)
     fail()
 
     metrics = {
-        m["name"]: m["provider"]["prometheus"]["query"].replace("{{args.service}}", canary)
+        m["name"]: m["provider"]["prometheus"]["query"].replace(f"{{{{args.{CANARY_HASH_ARG}}}}}", canary)
         for m in analysis_template(twin)["spec"]["metrics"]
     }
 
@@ -52,3 +58,102 @@ def test_the_analysis_queries_return_the_servers_numbers(smollm2_server, prometh
     assert all(math.isfinite(v) for v in numbers.values()), numbers
     assert 0 < numbers["error-ratio"] < 1  # one failed request among several
     assert 0 < numbers["p95-latency"] < 60
+
+
+# ------------------------------------------------------------ judged by the real Argo Rollouts controller
+# The rendered analysis, run as an AnalysisRun by the real Argo Rollouts controller against the real
+# Prometheus scraping `llmtwin serve` (standing for the canary pod: KWOK-less here, the pod itself does
+# not run). In a Rollout the analysis runs in the background until the canary ends; a test run takes
+# `count` measurements instead, so it ends with a phase.
+INTERVAL = "3s"
+
+
+def analysis_run(kube_cluster, prometheus, canary_hash: str, name: str) -> dict:
+    twin = example_twin(
+        serving={"engine": "llmtwin", "canary": {"analysis": {"interval": INTERVAL, "failureLimit": 0}}}
+    )
+    twin.spec.serving.canary.analysis.prometheus_address = prometheus.url
+    metrics = analysis_template(twin)["spec"]["metrics"]
+    for metric in metrics:
+        metric["count"] = 2
+    run = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisRun",
+        "metadata": {"name": name, "namespace": twin.namespace},
+        "spec": {"args": [{"name": CANARY_HASH_ARG, "value": canary_hash}], "metrics": metrics},
+    }
+    kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(run))
+    return run
+
+
+def finished(kube_cluster, run: dict, timeout: float = 90) -> dict:
+    name, namespace = run["metadata"]["name"], run["metadata"]["namespace"]
+
+    def status() -> dict | None:
+        body = json.loads(kube_cluster.kubectl("get", "analysisrun", name, "-n", namespace, "-o", "json").stdout)
+        current = body.get("status", {})
+        return current if current.get("phase") in ("Successful", "Failed", "Error", "Inconclusive") else None
+
+    return wait_for(status, timeout=timeout, what=f"AnalysisRun {name} to finish")
+
+
+def measured(status: dict) -> dict[str, list[str]]:
+    return {m["name"]: [x.get("value", "") for x in m.get("measurements", [])] for m in status["metricResults"]}
+
+
+def keep_sending(request, stop: threading.Event) -> threading.Thread:
+    def loop() -> None:
+        while not stop.is_set():
+            request()
+            stop.wait(0.2)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_the_controller_passes_a_healthy_canary_and_fails_one_whose_requests_fail(
+    kube_cluster, rollouts_controller, smollm2_server, prometheus
+):
+    address = urllib.parse.urlsplit(smollm2_server.url).netloc
+    client = model_server_client(smollm2_server.url)
+
+    def healthy() -> None:
+        client.text_generation("Say yes.", max_new_tokens=2)
+
+    def failing() -> None:
+        status, _ = post(f"{smollm2_server.url}/generate", {"inputs": "hi", "parameters": {"adapter_id": "gone"}})
+        assert status == 422
+
+    for scenario, request, expected in (("healthy", healthy, "Successful"), ("failing", failing, "Failed")):
+        canary = f"{scenario}-hash"
+        prometheus.set_targets([(address, {"namespace": "default", HASH: canary})])
+        stop = threading.Event()
+        sender = keep_sending(request, stop)
+        wait_for(lambda c=canary: prometheus.up(**{HASH: c}), timeout=30, what=f"prometheus to scrape {canary}")
+        try:
+            status = finished(kube_cluster, analysis_run(kube_cluster, prometheus, canary, f"{scenario}-run"))
+        finally:
+            stop.set()
+            sender.join(timeout=60)
+        assert status["phase"] == expected, status
+        values = measured(status)
+        if scenario == "healthy":
+            assert all(float(v.strip("[]")) < 0.05 for v in values["error-ratio"]), values
+        else:
+            assert "[1]" in values["error-ratio"], values  # every request failed
+
+
+def test_a_canary_without_traffic_or_without_metrics_is_not_promoted(
+    kube_cluster, rollouts_controller, smollm2_server, prometheus
+):
+    address = urllib.parse.urlsplit(smollm2_server.url).netloc
+    # Scraped, but nobody sends it a request: 0/0 is NaN. And a canary Prometheus never scraped: no result.
+    prometheus.set_targets([(address, {"namespace": "default", HASH: "idle-hash"})])
+    wait_for(lambda: prometheus.up(**{HASH: "idle-hash"}), timeout=30, what="prometheus to scrape idle-hash")
+    idle = analysis_run(kube_cluster, prometheus, "idle-hash", "idle-run")
+    unscraped = analysis_run(kube_cluster, prometheus, "unscraped-hash", "unscraped-run")
+    for run in (idle, unscraped):
+        status = finished(kube_cluster, run)
+        assert status["phase"] == "Failed", status
+        assert all(phase == "Failed" for phase in (m["phase"] for m in status["metricResults"])), status

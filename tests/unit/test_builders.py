@@ -32,7 +32,7 @@ def test_children_are_named_labelled_and_namespaced():
             "Deployment",
             "Service",
             "ServiceMonitor",
-            "ServiceMonitor",
+            "PodMonitor",
             "PrometheusRule",
         ]
     )
@@ -81,8 +81,7 @@ def test_rollout_follows_serving_spec():
     assert ro["spec"]["strategy"]["canary"]["steps"] == [
         {"setWeight": 20},
         {"pause": {"duration": "1m"}},
-        {"setWeight": 60},
-        {"pause": {}},
+        {"setWeight": 60},  # no pause given: no pause rendered (`pause: {}` would wait for a human)
     ]
     assert "initContainers" not in pod  # no production adapter yet: serve the base model
 
@@ -109,8 +108,8 @@ def test_analysis_and_drift_rule_use_spec_thresholds():
     assert 'detector="mmd"} > 0.06 ' in default["expr"]  # the detector's own default threshold
     assert rule["labels"]["llmtwin_twin"] == "demo"
     metrics = serving.analysis_template(t)["spec"]["metrics"]
-    assert "result[0] <= 0.05" in metrics[0]["successCondition"]
-    assert "result[0] <= 2.0" in metrics[1]["successCondition"]
+    assert metrics[0]["successCondition"] == "len(result) > 0 && !isNaN(result[0]) && result[0] <= 0.05"
+    assert metrics[1]["successCondition"] == "len(result) > 0 && !isNaN(result[0]) && result[0] <= 2.0"
 
 
 def test_each_engine_has_its_image_flags_adapter_wiring_and_metric_names():
@@ -159,14 +158,19 @@ def test_the_front_door_asks_the_stable_service_and_is_scraped():
     monitor = objs["ServiceMonitor", "demo-frontdoor"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
-    # The model server's monitor selects both Services the analysis tells apart by `service`.
-    server_monitor = objs["ServiceMonitor", "demo-server"]
-    for role in ("stable", "canary"):
-        labels = objs["Service", f"demo-{role}"]["metadata"]["labels"]
-        assert server_monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    # Every server pod is scraped with its template hash, which the analysis selects the canary by.
+    server_monitor = objs["PodMonitor", "demo-server"]
+    rollout = objs["Rollout", "demo-server"]
+    assert server_monitor["spec"]["selector"]["matchLabels"] == rollout["spec"]["selector"]["matchLabels"]
+    assert server_monitor["spec"]["podTargetLabels"] == ["rollouts-pod-template-hash"]
+    pod_ports = rollout["spec"]["template"]["spec"]["containers"][0]["ports"]
+    assert server_monitor["spec"]["podMetricsEndpoints"][0]["port"] in {p["name"] for p in pod_ports}
     analysis = objs["AnalysisTemplate", "demo-canary-analysis"]
     queries = [m["provider"]["prometheus"]["query"] for m in analysis["spec"]["metrics"]]
-    assert all('service="{{args.service}}"' in q for q in queries)
+    assert all('rollouts_pod_template_hash="{{args.canary-hash}}"' in q for q in queries)
+    assert rollout["spec"]["strategy"]["canary"]["analysis"]["args"] == [
+        {"name": "canary-hash", "valueFrom": {"podTemplateHashValue": "Latest"}}
+    ]
     external = twin(serving={"gateway": {"generationEndpoint": "http://tgi.elsewhere:8080"}})
     assert serving.model_server_url(external) == "http://tgi.elsewhere:8080"
 
