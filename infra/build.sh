@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds (once) the real components the tests and `llmtwin up` run against, into a cache outside
 # the clone so fresh clones on the same machine reuse them:
-#   $LLMTWIN_CACHE/bin/{kube-apiserver,kube-controller-manager,kubectl,minio,rollouts-controller}
+#   $LLMTWIN_CACHE/bin/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,minio,rollouts-controller,kwok}
 #   $LLMTWIN_CACHE/kafka-<v>/libs/*.jar
 #   $LLMTWIN_CACHE/crds/{argo-workflows,argo-rollouts,prometheus-operator}/*.yaml
-# Usage: infra/build.sh [all|debian|kubernetes|crds|kafka|minio|rollouts]...   (default: all)
+#   $LLMTWIN_CACHE/kwok-stages/*.yaml
+# Usage: infra/build.sh [all|debian|kubernetes|crds|kafka|minio|rollouts|kwok]...   (default: all)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -35,10 +36,13 @@ debian() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+KUBERNETES_COMMANDS="kube-apiserver kube-controller-manager kube-scheduler kubectl"
+
 kubernetes() {
-  local stamp="$BIN/.kubernetes-$KUBERNETES_VERSION"
-  [ -f "$stamp" ] && { log "kubernetes $KUBERNETES_VERSION cached"; return; }
-  log "building kube-apiserver, kube-controller-manager, kubectl $KUBERNETES_VERSION (10-20 min cold)"
+  local stamp="$BIN/.kubernetes-$KUBERNETES_VERSION" missing=0 cmd
+  for cmd in $KUBERNETES_COMMANDS; do [ -x "$BIN/$cmd" ] || missing=1; done
+  [ -f "$stamp" ] && [ "$missing" = 0 ] && { log "kubernetes $KUBERNETES_VERSION cached"; return; }
+  log "building $KUBERNETES_COMMANDS $KUBERNETES_VERSION (10-20 min cold)"
   local work="$CACHE/src/kubernetes-$KUBERNETES_VERSION"
   mkdir -p "$work"
   local kdir
@@ -56,10 +60,9 @@ kubernetes() {
   local ver="-X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION"
   ver="$ver -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)"
   ver="$ver -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
-  (cd "$work" && go build -p "$GO_PARALLEL" -trimpath -ldflags "-s -w $ver" -o "$BIN/" \
-    k8s.io/kubernetes/cmd/kube-apiserver \
-    k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kubectl)
+  local packages=()
+  for cmd in $KUBERNETES_COMMANDS; do packages+=("k8s.io/kubernetes/cmd/$cmd"); done
+  (cd "$work" && go build -p "$GO_PARALLEL" -trimpath -ldflags "-s -w $ver" -o "$BIN/" "${packages[@]}")
   touch "$stamp"
 }
 
@@ -119,11 +122,26 @@ rollouts() {
   touch "$stamp"
 }
 
+kwok() {
+  local stamp="$BIN/.kwok-$KWOK_VERSION"
+  [ -f "$stamp" ] && { log "kwok $KWOK_VERSION cached"; return; }
+  log "building kwok $KWOK_VERSION (about a minute cold)"
+  GOBIN="$BIN" GOFLAGS= go install -p "$GO_PARALLEL" -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  # Its stages (how simulated nodes become Ready and pods Running, then go away), from the same module.
+  local kdir
+  kdir=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  rm -rf "$CACHE/kwok-stages"; mkdir -p "$CACHE/kwok-stages"
+  cp "$kdir"/kustomize/stage/node/fast/node-initialize.yaml "$kdir"/kustomize/stage/node/heartbeat/node-heartbeat.yaml \
+    "$kdir"/kustomize/stage/pod/fast/pod-{ready,complete,delete}.yaml "$CACHE/kwok-stages/"
+  chmod -R u+w "$CACHE/kwok-stages"
+  touch "$stamp"
+}
+
 targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(all)
 for t in "${targets[@]}"; do
   case "$t" in
-    all) debian; crds; kafka; minio; kubernetes; rollouts ;;
-    debian|kubernetes|crds|kafka|minio|rollouts) "$t" ;;
-    *) echo "unknown target: $t (all|debian|kubernetes|crds|kafka|minio|rollouts)" >&2; exit 2 ;;
+    all) debian; crds; kafka; minio; kubernetes; rollouts; kwok ;;
+    debian|kubernetes|crds|kafka|minio|rollouts|kwok) "$t" ;;
+    *) echo "unknown target: $t (all|debian|kubernetes|crds|kafka|minio|rollouts|kwok)" >&2; exit 2 ;;
   esac
 done

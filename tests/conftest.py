@@ -13,6 +13,7 @@ import pytest
 
 from tests.harness.kafka import KafkaBroker
 from tests.harness.kube import KubeCluster, server_fixture
+from tests.harness.kwok import A100, T4, SimulatedNode, SimulatedNodes, gpu_node
 from tests.harness.milvus import MilvusServer
 from tests.harness.minio import MinioServer, kafka_notify_env
 from tests.harness.operator import MINIO_KAFKA_TARGET, OBJECTS_TOPIC, OperatorProcess, create_s3_secret, platform_env
@@ -35,6 +36,7 @@ FIXTURE_MARKERS = {
     "prometheus": "prometheus",
     "promtool": "prometheus",
     "rollouts_controller": "cluster",
+    "simulated_nodes": "cluster",
 }
 
 
@@ -90,6 +92,14 @@ def promtool():
 def rollouts_controller(kube_cluster):
     """The real Argo Rollouts controller, reconciling every Rollout in the test API server."""
     yield from server_fixture(RolloutsController(kube_cluster.kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def simulated_nodes(kube_cluster):
+    """KWOK nodes the real kube-scheduler binds pods to: an A100 and a T4 node (1 GPU each, tainted
+    nvidia.com/gpu=present:NoSchedule) and a CPU-only node. Pods on them become Running; none runs a container."""
+    nodes = [gpu_node("gpu-a100-0", A100), gpu_node("gpu-t4-0", T4), SimulatedNode("cpu-0")]
+    yield from server_fixture(SimulatedNodes(kube_cluster, nodes))
 
 
 @pytest.fixture(scope="session")
