@@ -1,7 +1,8 @@
 """Nodes that are not there, scheduled onto for real: KWOK (`kwok`, built by `infra/build.sh kwok`) keeps
 simulated Node objects Ready and moves the pods bound to them to Running; the real kube-scheduler binds
 pods by their requests, nodeSelector and tolerations; a second kube-controller-manager runs the workload
-controllers (deployment, replicaset) that the session cluster leaves off. The stand-in, named: the pods'
+controllers (deployment, replicaset) that the session cluster leaves off, and the node lifecycle controller
+(it lifts the not-ready taint a new node carries once the node is Ready). The stand-in, named: the pods'
 containers never run (a test that needs a pod's metrics starts the real process beside it)."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tests.harness.kube import BIN, CACHE, InfraMissing, KubeCluster
 
 STAGES = CACHE / "kwok-stages"
 MANAGED = ("kwok.x-k8s.io/node", "fake")  # the annotation KWOK manages nodes by
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 GPU = "nvidia.com/gpu"  # the extended resource, and the taint key of GPU pools
 A100, T4 = "NVIDIA-A100-SXM4-80GB", "Tesla-T4"  # nvidia.com/gpu.product, as the GPU operator labels nodes
 
@@ -81,8 +83,8 @@ class SimulatedNodes:
         self._spawn(
             "workload-controllers",
             [BIN / "kube-controller-manager", f"--kubeconfig={kubeconfig}", "--leader-elect=false",
-             "--bind-address=127.0.0.1", f"--secure-port={free_port()}", "--controllers=deployment,replicaset",
-             "--use-service-account-credentials=false"],
+             "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
+             "--controllers=deployment,replicaset,nodelifecycle", "--use-service-account-credentials=false"],
         )  # fmt: skip
         self._spawn(
             "kwok",
@@ -106,10 +108,12 @@ class SimulatedNodes:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited:\n{self.log_tail(name)}")
         listed = json.loads(self.cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+        # Ready, and the node lifecycle controller has lifted the not-ready taint new nodes are created with.
         ready = {
             n["metadata"]["name"]
             for n in listed
             if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
+            and not any(t["key"] == NOT_READY_TAINT for t in n["spec"].get("taints", []))
         }
         return {node.name for node in self.nodes} <= ready
 
