@@ -23,6 +23,8 @@ GO_PARALLEL="${LLMTWIN_GO_PARALLEL:-1}"
 mkdir -p "$BIN" "$GOMODCACHE" "$GOCACHE"
 
 log() { printf '[infra] %s\n' "$*" >&2; }
+# The folder of a Go module version in the module cache (downloaded if needed).
+module_dir() { go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'; }
 
 debian() {
   local missing=()
@@ -46,7 +48,7 @@ kubernetes() {
   local work="$CACHE/src/kubernetes-$KUBERNETES_VERSION"
   mkdir -p "$work"
   local kdir
-  kdir=$(cd "$work" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  kdir=$(cd "$work" && module_dir "k8s.io/kubernetes@$KUBERNETES_VERSION")
   # k8s.io/kubernetes replaces its staging modules with ./staging paths, which `go install` rejects;
   # a local module that pins each staging module to its published v0.Y.Z builds the same code.
   local staging_version="v0.${KUBERNETES_VERSION#v1.}"
@@ -73,7 +75,7 @@ crds() {
   log "fetching Argo Workflows/Rollouts and prometheus-operator CRDs from their Go module zips"
   local tmp; tmp=$(mktemp -d)
   (cd "$tmp" && go mod init crds >/dev/null 2>&1)
-  mod_dir() { (cd "$tmp" && go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'); }
+  mod_dir() { (cd "$tmp" && module_dir "$1"); }
   rm -rf "$out"; mkdir -p "$out"/{argo-workflows,argo-rollouts,prometheus-operator}
   cp "$(mod_dir "github.com/argoproj/argo-workflows/v3@$ARGO_WORKFLOWS_VERSION")"/manifests/base/crds/full/*.yaml "$out/argo-workflows/"
   cp "$(mod_dir "github.com/argoproj/argo-rollouts@$ARGO_ROLLOUTS_VERSION")"/manifests/crds/*-crd.yaml "$out/argo-rollouts/"
@@ -108,7 +110,7 @@ rollouts() {
   local work="$CACHE/src/argo-rollouts-$ARGO_ROLLOUTS_VERSION"
   mkdir -p "$work"
   local rdir
-  rdir=$(cd "$work" && go mod download -json "github.com/argoproj/argo-rollouts@$ARGO_ROLLOUTS_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  rdir=$(cd "$work" && module_dir "github.com/argoproj/argo-rollouts@$ARGO_ROLLOUTS_VERSION")
   # Its go.mod pins the Kubernetes staging modules with replace directives, which `go install` ignores;
   # a local module that requires it and repeats them builds the released code.
   {
@@ -129,7 +131,7 @@ kwok() {
   GOBIN="$BIN" GOFLAGS= go install -p "$GO_PARALLEL" -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
   # Its stages (how simulated nodes become Ready and pods Running, then go away), from the same module.
   local kdir
-  kdir=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  kdir=$(module_dir "sigs.k8s.io/kwok@$KWOK_VERSION")
   rm -rf "$CACHE/kwok-stages"; mkdir -p "$CACHE/kwok-stages"
   cp "$kdir"/kustomize/stage/node/fast/node-initialize.yaml "$kdir"/kustomize/stage/node/heartbeat/node-heartbeat.yaml \
     "$kdir"/kustomize/stage/pod/fast/pod-{ready,complete,delete}.yaml "$CACHE/kwok-stages/"
