@@ -81,6 +81,13 @@ PANELS = [
         "from status.lastTraining.",
     ),
     Panel(
+        "Time since the latest retrain",
+        {"since": f"time() - max({names.RETRAIN_TIMESTAMP_METRIC}{{{TWIN}}})"},
+        "s",
+        description="Since the latest retrain ended (or started, while it runs); a drift alert inside "
+        "spec.training.cooldown of it starts nothing.",
+    ),
+    Panel(
         "What the dispatcher did with drift alerts (all twins)",
         {"{{outcome}}": "sum by (outcome) (increase(llmtwin_gateway_alerts_total[1h]))"},
         description="submitted: a retrain started; in-flight, cooldown, duplicate: held back (status.lastTraining).",
