@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -103,11 +104,18 @@ class EmbeddedTwin:
         self.gateway = ObjectGateway(StaticTwins([twin]), self.submitter, self.dead_letters, workers=1)
         self.consumer = self.queue.consumer(settings.objects_topic, CONSUMER_GROUP)
 
-    def drift(self) -> EmbeddedDrift:
+    def drift(self, clock: Callable[[], float] = time.time) -> EmbeddedDrift:
         """The drift chain on this twin's queue: questions in, the local retrain out (see `drift.py`)."""
         s = self.settings
         return EmbeddedDrift(
-            self.twin, self.queue, s.queries_topic, s.alerts_topic, self.status, self.submitter, self.dead_letters
+            self.twin,
+            self.queue,
+            s.queries_topic,
+            s.alerts_topic,
+            self.status,
+            self.submitter,
+            self.dead_letters,
+            clock,
         )
 
     def twin_with_status(self) -> LLMTwin:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -49,20 +49,21 @@ class Recorder:
     """Every answered question (and every rating of an answer) onto the queries topic, for the drift
     monitor. Sending is asynchronous (the producer batches), so it costs the answer almost nothing."""
 
-    def __init__(self, twin: LLMTwin, producer: Producer, topic: str):
+    def __init__(self, twin: LLMTwin, producer: Producer, topic: str, clock: Callable[[], float] = time.time):
         self.twin = twin
         self.producer = producer
         self.topic = topic
+        self.clock = clock  # the records' time, which the drift window is measured in
 
     def question(self, answer: Answer, vector: list[float]) -> None:
         record = QuestionRecord(
-            self.twin.namespace, self.twin.name, answer.id, time.time(), answer.timings.get("total", 0.0),
+            self.twin.namespace, self.twin.name, answer.id, self.clock(), answer.timings.get("total", 0.0),
             np.asarray(vector, dtype=np.float32),
         )  # fmt: skip
         self._send(record.encode())
 
     def feedback(self, answer_id: str, rating: int) -> None:
-        self._send(FeedbackRecord(self.twin.namespace, self.twin.name, answer_id, rating, time.time()).encode())
+        self._send(FeedbackRecord(self.twin.namespace, self.twin.name, answer_id, rating, self.clock()).encode())
 
     def _send(self, value: bytes) -> None:
         try:

@@ -52,6 +52,17 @@ def take_questions(drift) -> None:
     drift.queries_consumer.commit()
 
 
+class Clock:
+    """The chain's one clock (records, window, rule, dispatcher), moved by the test: what is asserted is
+    the window and `for` logic, not how fast a loaded machine embeds ten questions."""
+
+    def __init__(self):
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_off_topic_questions_start_exactly_one_local_retrain(twin, tmp_path):
     twin = twin.model_copy(deep=True)
     twin.spec.drift = twin.spec.drift.model_copy(
@@ -62,24 +73,26 @@ def test_off_topic_questions_start_exactly_one_local_retrain(twin, tmp_path):
     embedded = EmbeddedTwin(twin, tmp_path, settings)
     results: list[dict] = []
     embedded.on_result = results.append
-    drift = embedded.drift()
-    door = FrontDoor(twin, Retriever(twin), None, Recorder(twin, embedded.queue, settings.queries_topic))
+    clock = Clock()
+    drift = embedded.drift(clock)
+    recorder = Recorder(twin, embedded.queue, settings.queries_topic, clock)
+    door = FrontDoor(twin, Retriever(twin), None, recorder)
 
     ask_all(door, ON_TOPIC)
     take_questions(drift)
     for _ in range(2):  # on topic, for longer than `for`: nothing fires
         assert drift.evaluate() is None
-        time.sleep(1.1)
+        clock.now += 1.1
     on_topic = drift.last
     assert on_topic.questions == len(ON_TOPIC)
     assert on_topic.score is not None and on_topic.score < twin.spec.drift.effective_threshold
 
-    time.sleep(4.1)  # the on-topic questions leave the window
+    clock.now += 4.1  # the on-topic questions leave the window
     ask_all(door, OFF_TOPIC)
     take_questions(drift)
     assert drift.evaluate() is None  # pending: drift must hold for `for`
     assert drift.last.score > twin.spec.drift.effective_threshold, (on_topic, drift.last)
-    time.sleep(1.1)
+    clock.now += 1.1
     alert = drift.evaluate()
     assert alert is not None and alert["status"] == "firing"
 
@@ -90,7 +103,7 @@ def test_off_topic_questions_start_exactly_one_local_retrain(twin, tmp_path):
     assert last["episode"].startswith(alert["fingerprint"]) and last["result"] == "Succeeded"
     assert last["finishedAt"] and last["version"]
 
-    # The retrain outlasted the 4 s window: its questions left it, and the alert resolves.
+    clock.now += 4.1  # the off-topic questions leave the window too: the alert resolves
     resolved = drift.evaluate()
     assert resolved is not None and resolved["status"] == "resolved"
     # A replay of the firing alert (Alertmanager repeats, a redelivery) is the same episode: nothing starts.
