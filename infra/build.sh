@@ -25,6 +25,8 @@ mkdir -p "$BIN" "$GOMODCACHE" "$GOCACHE"
 log() { printf '[infra] %s\n' "$*" >&2; }
 # The folder of a Go module version in the module cache (downloaded if needed).
 module_dir() { go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'; }
+# `go install module/cmd@version` into the cache's bin (for modules without replace directives).
+go_install() { GOBIN="$BIN" GOFLAGS= go install -p "$GO_PARALLEL" -trimpath -ldflags "-s -w" "$1"; }
 
 debian() {
   local missing=()
@@ -99,7 +101,7 @@ minio() {
   local stamp="$BIN/.minio-$MINIO_VERSION"
   [ -f "$stamp" ] && { log "minio cached"; return; }
   log "building minio $MINIO_VERSION (a few minutes cold)"
-  GOBIN="$BIN" GOFLAGS= go install -p "$GO_PARALLEL" -trimpath -ldflags "-s -w" "github.com/minio/minio@$MINIO_VERSION"
+  go_install "github.com/minio/minio@$MINIO_VERSION"
   touch "$stamp"
 }
 
@@ -128,7 +130,7 @@ kwok() {
   local stamp="$BIN/.kwok-$KWOK_VERSION"
   [ -f "$stamp" ] && { log "kwok $KWOK_VERSION cached"; return; }
   log "building kwok $KWOK_VERSION (about a minute cold)"
-  GOBIN="$BIN" GOFLAGS= go install -p "$GO_PARALLEL" -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  go_install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
   # Its stages (how simulated nodes become Ready and pods Running, then go away), from the same module.
   local kdir
   kdir=$(module_dir "sigs.k8s.io/kwok@$KWOK_VERSION")

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -42,3 +43,14 @@ def stop_process_group(proc: subprocess.Popen | None, timeout: float = 15) -> No
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=15)
+
+
+def spawn(argv: list, log: Path) -> subprocess.Popen:
+    """A server in a session of its own (so `stop_process_group` reaches its helpers), output to `log`."""
+    out = open(log, "wb")
+    return subprocess.Popen([str(a) for a in argv], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def log_tail(log: Path, lines: int = 30) -> str:
+    """The end of a server's log, for failure messages."""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""

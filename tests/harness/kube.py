@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from tests.harness import free_port, stop_process_group
+from tests.harness import free_port, log_tail, spawn, stop_process_group
 from tests.twins import ROOT
 
 CACHE = Path(os.environ.get("LLMTWIN_CACHE", Path.home() / ".cache" / "llmtwin"))
@@ -233,12 +233,10 @@ class KubeCluster:
         (pki / "tokens.csv").write_text(f"{self.token},admin,admin,system:masters\n")
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        log = open(self.workdir / f"{name}.log", "wb")
-        self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = spawn(argv, self.workdir / f"{name}.log")
 
     def log_tail(self, name: str, lines: int = 30) -> str:
-        path = self.workdir / f"{name}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        return log_tail(self.workdir / f"{name}.log", lines)
 
     def _wait(self, ready, what: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

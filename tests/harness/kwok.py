@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.harness import free_port, stop_process_group, wait_for
+from tests.harness import free_port, log_tail, spawn, stop_process_group, wait_for
 from tests.harness.kube import BIN, CACHE, InfraMissing, KubeCluster
 
 STAGES = CACHE / "kwok-stages"
@@ -98,10 +98,7 @@ class SimulatedNodes:
         return self
 
     def _spawn(self, name: str, argv: list) -> None:
-        log = open(self.workdir / f"{name}.log", "wb")
-        self.procs[name] = subprocess.Popen(
-            [str(a) for a in argv], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        self.procs[name] = spawn(argv, self.workdir / f"{name}.log")
 
     def _all_ready(self) -> bool:
         for name, proc in self.procs.items():
@@ -118,8 +115,7 @@ class SimulatedNodes:
         return {node.name for node in self.nodes} <= ready
 
     def log_tail(self, name: str, lines: int = 30) -> str:
-        path = self.workdir / f"{name}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        return log_tail(self.workdir / f"{name}.log", lines)
 
     def stop(self) -> None:
         for proc in self.procs.values():

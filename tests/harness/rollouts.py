@@ -9,7 +9,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from tests.harness import free_port, stop_process_group, wait_for
+from tests.harness import free_port, log_tail, spawn, stop_process_group, wait_for
 from tests.harness.kube import BIN, InfraMissing
 
 BINARY = BIN / "rollouts-controller"
@@ -19,6 +19,7 @@ class RolloutsController:
     def __init__(self, kubeconfig: Path):
         self.kubeconfig = kubeconfig
         self.workdir = Path(tempfile.mkdtemp(prefix="llmtwin-rollouts-"))
+        self.log = self.workdir / "rollouts-controller.log"
         self.metrics_port = free_port()
         self.healthz_port = free_port()
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
@@ -27,18 +28,16 @@ class RolloutsController:
     def start(self) -> RolloutsController:
         if not BINARY.exists():
             raise InfraMissing(f"{BINARY} missing: run infra/build.sh rollouts (or `make test`)")
-        self.proc = subprocess.Popen(
+        self.proc = spawn(
             [
-                str(BINARY),
+                BINARY,
                 f"--kubeconfig={self.kubeconfig}",
                 f"--metricsport={self.metrics_port}",
                 f"--healthzPort={self.healthz_port}",
                 "--leader-elect=false",  # one controller
                 "--loglevel=warn",
             ],
-            stdout=open(self.workdir / "rollouts-controller.log", "wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            self.log,
         )
         wait_for(self._ready, timeout=60, what="the Argo Rollouts controller's metrics")
         return self
@@ -52,8 +51,7 @@ class RolloutsController:
             return False
 
     def log_tail(self, lines: int = 40) -> str:
-        path = self.workdir / "rollouts-controller.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        return log_tail(self.log, lines)
 
     def stop(self) -> None:
         stop_process_group(self.proc)
