@@ -108,6 +108,12 @@ class OperatorSettings(PlatformSettings, _KubeAccess):
     resync_seconds: float = Field(
         60.0, gt=0, description="Every twin is reconciled at least this often (drift in children, storage retries)."
     )
+    promotion_poll_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="While a candidate is in its canary, its twin is reconciled this often (the Rollout's "
+        "progress read, the outcome recorded): the most a promotion or rejection waits after the controller decides.",
+    )
     max_workers: int = Field(8, ge=1, le=256, description="Twins reconciled at once.")
     metrics_port: int = Field(0, ge=0, le=65535, description="Port of /metrics; 0: no metrics server.")
     metrics_addr: str = Field("0.0.0.0", description="Address the metrics server binds.")

@@ -16,6 +16,7 @@ from tests.harness.kube import KubeCluster, server_fixture
 from tests.harness.kwok import A100, T4, SimulatedNode, SimulatedNodes, gpu_node
 from tests.harness.milvus import MilvusServer
 from tests.harness.minio import MinioServer, kafka_notify_env
+from tests.harness.mlflow import MlflowServer
 from tests.harness.operator import MINIO_KAFKA_TARGET, OBJECTS_TOPIC, OperatorProcess, create_s3_secret, platform_env
 from tests.harness.prometheus import Prometheus, Promtool
 from tests.harness.rollouts import RolloutsController
@@ -77,6 +78,11 @@ def milvus_server():
 
 
 @pytest.fixture(scope="session")
+def mlflow_server():
+    yield from server_fixture(MlflowServer())
+
+
+@pytest.fixture(scope="session")
 def prometheus():
     """Debian's Prometheus; a test points it at its targets with `prometheus.set_targets`."""
     yield from server_fixture(Prometheus())
@@ -123,9 +129,9 @@ def operator_sa_kubeconfig(kube_cluster) -> Path:
 
 
 @pytest.fixture(scope="session")
-def operator(operator_sa_kubeconfig, kube_cluster, kafka_broker, minio_to_kafka, tmp_path_factory):
+def operator(operator_sa_kubeconfig, kube_cluster, kafka_broker, minio_to_kafka, mlflow_server, tmp_path_factory):
     create_s3_secret(kube_cluster, minio_to_kafka)
-    env = platform_env(kafka_broker, minio_to_kafka)
+    env = {**platform_env(kafka_broker, minio_to_kafka), "MLFLOW_TRACKING_URI": mlflow_server.tracking_uri}
     proc = OperatorProcess(operator_sa_kubeconfig, tmp_path_factory.mktemp("operator"), env)
     proc.start()
     try:

@@ -20,6 +20,9 @@ class ConditionType(StrEnum):
     READY = "Ready"  # every child applied and the event plane wired
     STORAGE_READY = "StorageReady"  # buckets exist and notify Kafka; the topics exist
     DEGRADED = "Degraded"  # something a user has to fix (spec, Secrets, a rejected child)
+    SERVING_READY = "ServingReady"  # the model server's Rollout has available replicas
+    PROMOTING = "Promoting"  # a candidate version is in its canary (operator/promotion.py)
+    PROMOTED = "Promoted"  # the latest candidate reached production (False: rejected, or still in canary)
 
 
 class Phase(StrEnum):
@@ -46,6 +49,15 @@ class Reason(StrEnum):
     STORAGE_UNAVAILABLE = "StorageUnavailable"
     STORAGE_REJECTED = "StorageRejected"
     KAFKA_UNAVAILABLE = "KafkaUnavailable"
+    # ServingReady
+    ROLLOUT_AVAILABLE = "RolloutAvailable"
+    ROLLOUT_UNAVAILABLE = "RolloutUnavailable"
+    # Promoting and Promoted
+    NO_CANDIDATE = "NoCandidate"
+    CANARY_PROGRESSING = "CanaryProgressing"
+    CANARY_SUCCEEDED = "CanarySucceeded"
+    CANARY_ABORTED = "CanaryAborted"
+    PROMOTED_BY_HAND = "PromotedByHand"  # `llmtwin promote` / `llmtwin rollback`
 
 
 # Reasons a user has to act on (a Secret to create or fix): they degrade the twin. The other
@@ -74,7 +86,10 @@ def set_condition(
     }
     if generation is not None:
         condition["observedGeneration"] = generation
-    return [c for c in conditions if c.get("type") != type_] + [condition]
+    if previous is None:
+        return [*conditions, condition]
+    # In place: a list whose order moved would be a status write with nothing changed.
+    return [condition if c.get("type") == type_ else c for c in conditions]
 
 
 def find_condition(conditions: list[dict[str, Any]], type_: str) -> dict[str, Any] | None:

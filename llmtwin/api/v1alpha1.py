@@ -396,7 +396,10 @@ def _default_canary_steps() -> list[CanaryStep]:
 
 
 class CanarySpec(ApiModel):
-    """How a new adapter reaches serving: Argo Rollouts canary steps judged by Prometheus analysis."""
+    """How a new adapter reaches serving: Argo Rollouts canary steps judged by Prometheus analysis. Without a
+    traffic router (none is configured), weights are approximated by pod counts: the canary runs as one
+    extra pod beside the stable ones (a second GPU with one replica), the stable pods keep serving until
+    promotion, and with one replica the canary takes about half the requests at every weight below 100."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -669,20 +672,49 @@ class TrainingRun(ApiModel):
         return "promoted" if self.promoted else "rejected"
 
 
+class RejectedVersion(ApiModel):
+    """A version that passed the evaluation gate but did not reach production: it is never tried again."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    version: str = Field(description="The MLflow model version.")
+    reason: str = Field(
+        default="", max_length=4096, description="Why: the AnalysisRun's message, or who rolled it back."
+    )
+    rejected_at: str = Field(default="", description="When.")
+
+
+MAX_REJECTED_VERSIONS = 20  # the newest are kept; an older one is still tagged `rejected` in MLflow
+
+
 class LLMTwinStatus(ApiModel):
-    """Observed state. The operator writes phase, conditions, children, collection and buckets; the
-    workflow steps write documents, chunks, lastIngestion, lastError, lastTraining, candidateVersion."""
+    """Observed state. The operator writes phase, conditions, children, collection, buckets, modelVersion
+    and rejectedVersions; the workflow steps write documents, chunks, lastIngestion, lastError,
+    lastTraining and candidateVersion."""
 
     model_config = ConfigDict(extra="ignore")
 
     phase: Phase = Field(default=Phase.PENDING, description="Pending, Ready, Degraded or Deleting.")
     observed_generation: int | None = Field(default=None, description="The spec generation last reconciled.")
-    conditions: list[Condition] = Field(default_factory=list, description="Ready, StorageReady, Degraded.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, StorageReady, Degraded, ServingReady, Promoting, Promoted."
+    )
     collection: str | None = Field(default=None, description="Resolved Milvus collection.")
     children: list[str] = Field(default_factory=list, description="Kind/name of owned objects.")
-    model_version: str | None = Field(default=None, description="Production adapter version (MLflow).")
+    model_version: str | None = Field(
+        default=None,
+        description="Production adapter version (MLflow alias `production`); empty: the base model. Written by "
+        "the operator when a candidate's canary succeeds (by `llmtwin up`, `promote` and `rollback` on one machine).",
+    )
     candidate_version: str | None = Field(
-        default=None, description="The last version that passed the evaluation gate, awaiting rollout."
+        default=None,
+        description="The last version that passed the evaluation gate (MLflow alias `candidate`), written by the "
+        "retrain's register step. It is in its canary while it is neither modelVersion nor rejected.",
+    )
+    rejected_versions: list[RejectedVersion] = Field(
+        default_factory=list,
+        max_length=MAX_REJECTED_VERSIONS,
+        description="Candidates whose canary aborted (or that a human rolled back), newest last; never retried.",
     )
     documents: int | None = Field(default=None, description="Documents in the collection.")
     chunks: int | None = Field(default=None, description="Chunks in the collection.")
@@ -690,6 +722,22 @@ class LLMTwinStatus(ApiModel):
     last_training: TrainingRun | None = Field(default=None, description="The latest retrain and how it ended.")
     last_error: str | None = Field(default=None, description="The last document or clean-up failure.")
     buckets: list[BucketStatus] = Field(default_factory=list, description="Buckets wired to the event plane.")
+
+    @property
+    def promoting_version(self) -> str | None:
+        """The candidate on its way to production: neither production already nor rejected."""
+        candidate = self.candidate_version
+        if not candidate or candidate == self.model_version or self.rejected(candidate):
+            return None
+        return candidate
+
+    def rejected(self, version: str) -> bool:
+        return any(r.version == version for r in self.rejected_versions)
+
+    @property
+    def serving_version(self) -> str | None:
+        """The adapter the model server's pod template carries: the candidate during its canary, else production."""
+        return self.promoting_version or self.model_version
 
     @field_validator("last_training", mode="before")
     @classmethod

@@ -145,9 +145,13 @@ def _register() -> None:
     from llmtwin.cli.serve import serve
     from llmtwin.cli.train import train
     from llmtwin.cli.up import ask, up
+    from llmtwin.cli.versions import promote, rollback, status
 
     app.command()(up)
     app.command()(ask)
+    app.command()(status)
+    app.command()(promote)
+    app.command()(rollback)
     app.command()(serve)
     app.command()(train)
     app.command()(gateway)

@@ -17,6 +17,7 @@ from rich.table import Table
 from llmtwin.cli.common import DataDir, TwinFile, err, exit_on_settings_error, free_port, load_twin_file, out
 
 REMOTE_POLL_SECONDS = 10.0
+PROMOTION_POLL_SECONDS = 1.0
 SecretsDir = typer.Option(
     None,
     "--secrets-dir",
@@ -139,6 +140,10 @@ def _serve(embedded, settings, port: int, model_port: int | None) -> None:
     worker = threading.Thread(target=embedded.drain, args=(stop,), daemon=True)
     worker.start()
     drift = embedded.drift().run(settings.drift_evaluate_seconds, stop)
+    promotions = threading.Thread(
+        target=_follow_promotions, args=(embedded, settings, model, [embedded.twin, twin], stop), daemon=True
+    )
+    promotions.start()
     while not server.started and http.is_alive():
         stop.wait(0.1)
     write_state(embedded.data_dir, port)
@@ -161,6 +166,31 @@ def _serve(embedded, settings, port: int, model_port: int | None) -> None:
         model.stop()
         clear_state(embedded.data_dir)
         err.print("stopped")
+
+
+def _follow_promotions(embedded, settings, model, twins: list, stop: threading.Event) -> None:
+    """Promote what the gate passed, and serve production's adapter as soon as it changes (a promotion,
+    `llmtwin promote`, `llmtwin rollback`): the retrain steps, the front door and the model server all
+    follow status.modelVersion."""
+    from mlflow.exceptions import MlflowException
+
+    from llmtwin.embedded.promotion import LocalPromotion
+
+    promotion = LocalPromotion(embedded.twin, embedded.status, settings.mlflow_tracking_uri)
+    failure = ""
+    while not stop.wait(PROMOTION_POLL_SECONDS):
+        try:
+            version = promotion.settle()
+            if model.serve_version(twins[0], version):
+                err.print(f"{'serving':>13} {f'version {version}' if version else 'the base model'}")
+        except (MlflowException, OSError, ValueError) as exc:  # retried next second; the twin keeps serving
+            if str(exc) != failure:
+                err.print(f"[yellow]promotion: {exc}[/]")
+            failure = str(exc)
+            continue
+        failure = ""
+        for twin in twins:  # after the adapter is loaded: the front door never asks for one that is not
+            twin.status.model_version = version
 
 
 def _remote_answer(port: int, request: dict, on_text) -> dict:

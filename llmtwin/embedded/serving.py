@@ -21,15 +21,29 @@ class LocalModelServer:
     endpoint: str
     server: BackgroundServer | None = None  # None: the twin's own generationEndpoint
 
+    def serve_version(self, twin: LLMTwin, version: str | None) -> bool:
+        """Serve `version` (None: the base model) under the twin's name from the next request on, without a
+        restart; True if that changed what is served. A twin's own generationEndpoint is left alone."""
+        if self.server is None:
+            return False
+        adapters = self.server.engine.adapters
+        wanted = production_adapter(twin, version)
+        if adapters.sources.get(twin.name) == wanted.get(twin.name):
+            return False
+        if wanted:
+            adapters.load(twin.name, wanted[twin.name])
+        else:
+            adapters.unload(twin.name)
+        return True
+
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
             self.server.engine.stop()
 
 
-def production_adapter(twin: LLMTwin) -> dict[str, str]:
-    """The promoted adapter (status.modelVersion), as the model server loads it: under the twin's name."""
-    version = twin.status.model_version
+def production_adapter(twin: LLMTwin, version: str | None) -> dict[str, str]:
+    """The production adapter (status.modelVersion), as the model server loads it: under the twin's name."""
     if not version:
         return {}
     return {twin.name: f"{MODELS_URI}{names.registered_model_name(twin.namespace, twin.name)}/{version}"}
@@ -43,7 +57,12 @@ def start_model_server(
         return LocalModelServer(external)
     serving = twin.spec.serving
     resolved = resolver.resolve(twin.spec.base_model)
-    engine = start_engine(resolved, production_adapter(twin), settings.model_cache, settings.mlflow_tracking_uri)
+    engine = start_engine(
+        resolved,
+        production_adapter(twin, twin.status.model_version),
+        settings.model_cache,
+        settings.mlflow_tracking_uri,
+    )
     limits = ServerLimits(
         model_id=twin.spec.base_model.id,
         max_input_tokens=serving.max_input_tokens,

@@ -77,6 +77,7 @@ class Answer:
     question: str
     hits: list[Hit]
     model: str
+    model_version: str | None = None  # the production adapter's MLflow version; None: the base model
     id: str = field(default_factory=lambda: f"ans-{uuid.uuid4().hex}")
     text: str | None = None  # None: no model server, the sources are the answer
     finish_reason: str | None = None
@@ -92,6 +93,7 @@ class Answer:
             "question": self.question,
             "answer": self.text,
             "model": self.model,
+            "model_version": self.model_version,
             "sources": self.sources(),
             "timings_ms": {k: round(v * 1000, 1) for k, v in self.timings.items()},
         }
@@ -128,7 +130,8 @@ class FrontDoor:
     def _start(self, question: str, top_k: int | None, filter: str) -> tuple[Answer, float, list[float]]:
         started = time.perf_counter()
         hits, vector = self.retriever.retrieve_with_vector(question, top_k, filter)
-        answer = Answer(question, hits, self.model, timings={"retrieve": time.perf_counter() - started})
+        version = self.twin.status.model_version
+        answer = Answer(question, hits, self.model, version, timings={"retrieve": time.perf_counter() - started})
         return answer, started, vector
 
     def _generate_kwargs(self, sampling: Sampling) -> dict[str, Any]:

@@ -52,8 +52,21 @@ def reconcile_twin(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: 
     reconcile.reconcile(body, patch, memo.platform, logger)
 
 
-@kopf.timer(*RESOURCE, interval=SETTINGS.resync_seconds, initial_delay=SETTINGS.resync_seconds)
+@kopf.timer(
+    *RESOURCE,
+    interval=SETTINGS.resync_seconds,
+    initial_delay=SETTINGS.resync_seconds,
+    when=lambda status, **_: not reconcile.promoting(status),
+)
 def resync_twin(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging.Logger, **_) -> None:
+    if body.metadata.get("deletionTimestamp"):
+        return
+    reconcile.reconcile(body, patch, memo.platform, logger)
+
+
+# While a candidate is in its canary: the Rollout's outcome is read every few seconds, not every minute.
+@kopf.timer(*RESOURCE, interval=SETTINGS.promotion_poll_seconds, when=lambda status, **_: reconcile.promoting(status))
+def follow_canary(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging.Logger, **_) -> None:
     if body.metadata.get("deletionTimestamp"):
         return
     reconcile.reconcile(body, patch, memo.platform, logger)

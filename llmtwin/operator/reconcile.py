@@ -1,9 +1,10 @@
 """What the kopf handlers do, without kopf's decorators: observe (validate, render, apply, wire the
 event plane), decide the status (`status.decide`, pure), write it.
 
-`reconcile` is level-based and idempotent: the create/update/resume handlers and the periodic
-resync timer all call it, and when nothing changed it makes no API writes at all (nor MinIO or
-Kafka writes). The resync timer is also what retries storage that was unreachable.
+`reconcile` is level-based and idempotent: the create/update/resume handlers, the periodic resync
+timer and, while a candidate is in its canary, the promotion timer all call it; when nothing changed
+it makes no API writes at all (nor MinIO, Kafka or MLflow writes). The resync timer is also what
+retries storage that was unreachable.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import logging
 
 import kopf
 from kubernetes.client.exceptions import ApiException
+from mlflow.exceptions import MlflowException
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
 from llmtwin.api.conditions import Reason
-from llmtwin.api.v1alpha1 import LLMTwin
+from llmtwin.api.v1alpha1 import LLMTwin, LLMTwinStatus
 from llmtwin.api.validation import spec_problems
-from llmtwin.operator import builders
+from llmtwin.operator import builders, promotion
 from llmtwin.operator.apply import rejected
 from llmtwin.operator.eventplane.secrets import KubernetesSecrets
 from llmtwin.operator.eventplane.wiring import wire
@@ -42,6 +44,14 @@ def parse_twin(body: kopf.Body) -> LLMTwin:
     )
 
 
+def promoting(status: dict) -> bool:
+    """Whether a candidate is in its canary (what the promotion timer runs for)."""
+    try:
+        return LLMTwinStatus.model_validate(dict(status)).promoting_version is not None
+    except ValidationError:
+        return False
+
+
 def reconcile(body: kopf.Body, patch: kopf.Patch, platform: Platform, logger: logging.Logger) -> None:
     with RECONCILE_SECONDS.time():
         update = decide(observe(body, platform, logger), dict(body.status))
@@ -62,6 +72,9 @@ def observe(body: kopf.Body, platform: Platform, logger: logging.Logger) -> Obse
     observation.problems += [Failure(Reason.SPEC_INVALID, str(p)) for p in spec_problems(twin)]
     if observation.problems:
         return observation
+    observation.promotion = promote(twin, platform, logger)
+    # Rendered from the status after the decision: a rejected candidate's Rollout goes back at once.
+    twin.status = observation.promotion.applied_to(twin.status)
     children = builders.children(twin, platform.settings)
     observation.problems += apply_children(body, children, platform, logger)
     observation.fields["children"] = [f"{c['kind']}/{c['metadata']['name']}" for c in children]
@@ -77,6 +90,18 @@ def observe(body: kopf.Body, platform: Platform, logger: logging.Logger) -> Obse
     observation.storage = ([topics] if topics else []) + wiring.failures
     observation.storage_message = "; ".join(f"{b.bucket}: {b.state}" for b in wiring.buckets)
     return observation
+
+
+def promote(twin: LLMTwin, platform: Platform, logger: logging.Logger) -> promotion.Promotion:
+    """Decide the candidate's fate from the Rollout's state; move MLflow's aliases to match."""
+    decision = promotion.decide(twin.status, promotion.read_rollout(platform.applier, twin))
+    if decision.action in ("promote", "reject"):
+        try:
+            promotion.record(decision, twin, platform.settings.mlflow_tracking_uri)
+        except (MlflowException, OSError) as exc:  # MLflow down: the status waits (the decision is redone)
+            raise kopf.TemporaryError(f"MLflow: {decision.action} version {decision.version}: {exc}", delay=10) from exc
+        logger.info("version %s: %s %s", decision.version, decision.action, decision.reason)
+    return decision
 
 
 def apply_children(body: kopf.Body, children: list[dict], platform: Platform, logger: logging.Logger) -> list[Failure]:

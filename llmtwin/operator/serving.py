@@ -9,7 +9,15 @@ Engines (`spec.serving.engine`), each with its own image, flags, adapter wiring 
 - `tgi`: TGI's image; the production adapter through `LORA_ADAPTERS`; `tgi_*` metrics;
 - `vllm`: vLLM's OpenAI server; `--enable-lora --lora-modules`; `vllm:*` and `http_requests_total`;
 - `llmtwin`: `llmtwin serve` from the workflow image (CPU nodes, no TGI); `--adapter`; TGI's metric names.
-The production adapter is served under the twin's name by every engine; the front door asks for it.
+The adapter is served under the twin's name by every engine; the front door asks for it. Which version
+the pod template carries is `LLMTwinStatus.serving_version`: production, or the candidate while its canary runs
+(operator/promotion.py decides); changing it is what starts a canary.
+
+Canary traffic: no traffic router is configured, so Argo Rollouts approximates each step's weight by pod
+counts behind the stable Service. The Rollout surges by one pod and never takes a stable pod away during
+the canary (`maxSurge: 1`, `maxUnavailable: 0`): with one replica the canary is one extra pod (a second GPU
+while it runs) taking about half the requests at every weight below 100. `setCanaryScale`, which would keep
+the canary at one pod with exact weights, needs a traffic router (Argo Rollouts refuses it otherwise).
 """
 
 from __future__ import annotations
@@ -74,7 +82,7 @@ def _tgi_args(twin: LLMTwin) -> list[str]:
 
 def _tgi_env(twin: LLMTwin, settings: PlatformSettings) -> list[dict[str, str]]:
     env = [{"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"}]
-    if twin.status.model_version:
+    if twin.status.serving_version:
         env.append({"name": "LORA_ADAPTERS", "value": f"{twin.name}={ADAPTER_PATH}"})
     return env
 
@@ -83,7 +91,7 @@ def _vllm_args(twin: LLMTwin) -> list[str]:
     serving, base = twin.spec.serving, twin.spec.base_model
     args = ["--model", base.id.removeprefix("hf://"), "--port", str(SERVER_PORT)]
     args += ["--max-model-len", str(serving.max_total_tokens), "--enable-lora"]
-    if twin.status.model_version:
+    if twin.status.serving_version:
         args += ["--lora-modules", f"{twin.name}={ADAPTER_PATH}"]
     return args + (["--revision", base.revision] if base.revision else [])
 
@@ -93,7 +101,7 @@ def _llmtwin_args(twin: LLMTwin) -> list[str]:
     args = ["serve", "--model", twin.spec.base_model.id, "--port", str(SERVER_PORT)]
     args += ["--max-input-tokens", str(serving.max_input_tokens), "--max-total-tokens", str(serving.max_total_tokens)]
     args += ["--max-new-tokens", str(serving.max_new_tokens)]
-    return args + (["--adapter", f"{twin.name}={ADAPTER_PATH}"] if twin.status.model_version else [])
+    return args + (["--adapter", f"{twin.name}={ADAPTER_PATH}"] if twin.status.serving_version else [])
 
 
 def _llmtwin_env(twin: LLMTwin, settings: PlatformSettings) -> list[dict[str, str]]:
@@ -155,7 +163,7 @@ def _adapter_init_container(twin: LLMTwin, settings: PlatformSettings) -> dict[s
         "name": "fetch-adapter",
         "image": settings.workflow_image,
         "command": ["llmtwin", "step", "fetch-adapter"],
-        "args": [f"version={twin.status.model_version}", f"dest={ADAPTER_PATH}"],
+        "args": [f"version={twin.status.serving_version}", f"dest={ADAPTER_PATH}"],
         # The step keeps its outputs in its workspace: put it on the writable adapters volume.
         "env": templates.step_env(settings, workspace=f"{ADAPTER_DIR}/.step"),
         "volumeMounts": [
@@ -184,7 +192,7 @@ def rollout(twin: LLMTwin, settings: PlatformSettings) -> dict[str, Any]:
     if serving.engine == "llmtwin":
         volumes.append({"name": "model-cache", "emptyDir": {}})
     pod_spec: dict[str, Any] = {"containers": [_server_container(twin, settings)], "volumes": volumes}
-    if twin.status.model_version:
+    if twin.status.serving_version:
         pod_spec["initContainers"] = [_adapter_init_container(twin, settings)]
     compute = serving.resources
     if compute.node_selector:
@@ -204,7 +212,7 @@ def rollout(twin: LLMTwin, settings: PlatformSettings) -> dict[str, Any]:
             "template": {
                 "metadata": {
                     "labels": selector,
-                    "annotations": {names.MODEL_VERSION_ANNOTATION: twin.status.model_version or "base"},
+                    "annotations": {names.MODEL_VERSION_ANNOTATION: twin.status.serving_version or "base"},
                 },
                 "spec": pod_spec,
             },
@@ -212,6 +220,8 @@ def rollout(twin: LLMTwin, settings: PlatformSettings) -> dict[str, Any]:
                 "canary": {
                     "stableService": names.service_name(twin.name, "stable"),
                     "canaryService": canary,
+                    "maxSurge": 1,
+                    "maxUnavailable": 0,
                     "analysis": {
                         "templates": [{"templateName": names.analysis_template_name(twin.name)}],
                         "args": [{"name": CANARY_HASH_ARG, "valueFrom": {"podTemplateHashValue": "Latest"}}],

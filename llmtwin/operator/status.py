@@ -5,13 +5,16 @@
     problems a user must fix (spec, a rejected child, a Secret)  -> Degraded (Ready False)
     storage not wired for a reason that may heal (MinIO, Kafka)  -> Pending  (Ready False)
     every child applied and the event plane wired                -> Ready
+
+ServingReady, Promoting and Promoted come from the promotion decision (promotion.py); they do not
+change the phase: a twin whose canary runs or whose candidate was rejected is still Ready.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmtwin.api.conditions import (
     USER_ACTION_REASONS,
@@ -22,6 +25,9 @@ from llmtwin.api.conditions import (
     set_condition,
 )
 from llmtwin.api.timestamps import now
+
+if TYPE_CHECKING:
+    from llmtwin.operator.promotion import Promotion
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ class Observation:
     storage: list[Failure] | None = None
     storage_message: str = ""  # for a wired event plane: each bucket's state
     fields: dict[str, Any] = field(default_factory=dict)  # children, collection, buckets
+    promotion: Promotion | None = None  # None when not looked at (the spec did not validate)
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,11 @@ def decide(observation: Observation, current: dict[str, Any], clock: Callable[[]
         else:
             set_(ConditionType.STORAGE_READY, True, Reason.WIRED, observation.storage_message)
     storage = find_condition(conditions, ConditionType.STORAGE_READY)
+    promotion_fields: dict[str, Any] = {}
+    if observation.promotion is not None:
+        for update in observation.promotion.conditions:
+            set_(update.type, update.ok, update.reason, update.message)
+        promotion_fields = observation.promotion.fields
 
     if problems:
         message = "; ".join(p.message for p in problems)
@@ -91,13 +103,20 @@ def decide(observation: Observation, current: dict[str, Any], clock: Callable[[]
         set_(ConditionType.READY, True, Reason.RECONCILED, "all children applied, event plane wired")
         phase = Phase.READY
 
-    desired = {**observation.fields, "phase": str(phase), "observedGeneration": generation, "conditions": conditions}
+    desired = {
+        **observation.fields,
+        **promotion_fields,
+        "phase": str(phase),
+        "observedGeneration": generation,
+        "conditions": conditions,
+    }
     changes = {key: value for key, value in desired.items() if current.get(key) != value}
     return StatusUpdate(phase, changes, _events(previous, conditions))
 
 
 def _events(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[Event]:
-    """Kubernetes Events for what changed: a new or different degradation, and becoming Ready.
+    """Kubernetes Events for what changed: a new or different degradation, becoming Ready, and the
+    outcome of a candidate's canary.
 
     A degraded twin resynced every minute with the same problem posts nothing more."""
     events = []
@@ -113,4 +132,12 @@ def _events(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[E
     new_ready = find_condition(after, ConditionType.READY) or {}
     if new_ready.get("status") == "True" and old_ready != "True":
         events.append(Event("Normal", new_ready["reason"], new_ready["message"]))
+    old_promoted = find_condition(before, ConditionType.PROMOTED) or {}
+    new_promoted = find_condition(after, ConditionType.PROMOTED) or {}
+    if new_promoted.get("reason") in (Reason.CANARY_SUCCEEDED, Reason.CANARY_ABORTED) and (
+        old_promoted.get("reason"),
+        old_promoted.get("message"),
+    ) != (new_promoted["reason"], new_promoted["message"]):
+        kind = "Normal" if new_promoted["status"] == "True" else "Warning"
+        events.append(Event(kind, new_promoted["reason"], new_promoted["message"]))
     return events

@@ -340,6 +340,8 @@ class ModelServer:
             "sha": None,
             "docker_label": None,
             "adapters": self.engine.adapters.names(),
+            # Where each was loaded from: `models:/<registered model>/<version>` names the version served.
+            "adapter_sources": dict(self.engine.adapters.sources),
         }
 
     def models(self) -> dict[str, Any]:

@@ -59,3 +59,26 @@ class MlflowServer:
     def stop(self) -> None:
         stop_process_group(self.proc)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def register_adapter(tracking_uri: str, namespace: str, twin: str, folder: Path) -> str:
+    """`folder` registered as a new version of the twin's model, as the retrain's register step lays it out
+    (a run's `adapter/` artifacts); returns the version."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from llmtwin.api import names
+
+    client = MlflowClient(tracking_uri)
+    model = names.registered_model_name(namespace, twin)
+    try:
+        client.get_registered_model(model)
+    except MlflowException:
+        client.create_registered_model(model)
+    experiment_name = names.experiment_name(namespace, twin)
+    experiment = client.get_experiment_by_name(experiment_name)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(experiment_name)
+    run = client.create_run(experiment_id)
+    client.log_artifacts(run.info.run_id, str(folder), "adapter")
+    client.set_terminated(run.info.run_id)
+    return str(client.create_model_version(model, f"runs:/{run.info.run_id}/adapter", run.info.run_id).version)

@@ -17,6 +17,7 @@ from tests.harness.process import CliProcess
 OBJECTS_TOPIC = "llmtwin.objects"
 MINIO_KAFKA_TARGET = "llmtwin"  # MinIO's Kafka notification target id in the test servers
 RESYNC_SECONDS = 2
+PROMOTION_POLL_SECONDS = 1
 PLATFORM_SECRET = "llmtwin-s3"
 # Names no one else uses, so a test can tell that the operator created them.
 ALERTS_TOPIC = f"llmtwin.alerts.{uuid.uuid4().hex[:6]}"
@@ -31,6 +32,7 @@ class OperatorProcess(CliProcess):
         env = {
             "KUBECONFIG": str(kubeconfig),
             "LLMTWIN_RESYNC_SECONDS": str(RESYNC_SECONDS),
+            "LLMTWIN_PROMOTION_POLL_SECONDS": str(PROMOTION_POLL_SECONDS),
             "LLMTWIN_METRICS_PORT": str(free_port()),
             "LLMTWIN_METRICS_ADDR": "127.0.0.1",
             **env,

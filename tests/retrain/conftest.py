@@ -19,8 +19,6 @@ from llmtwin.workflows.ingest.pipeline import IngestPipeline
 from llmtwin.workflows.retrain.workspace import RetrainWorkspace
 from llmtwin.workflows.status import FileStatusReporter, StatusReporter
 from llmtwin.workflows.steps import StepContext
-from tests.harness.kube import server_fixture
-from tests.harness.mlflow import MlflowServer
 from tests.retrain.tiny import author_document, build_tiny_model, tiny_twin
 
 DOCUMENTS = 14
@@ -78,11 +76,6 @@ def twin(make_twin, corpus_dir) -> LLMTwin:
         assert pipeline.put("essays", str(path.relative_to(corpus_dir / "essays"))).outcome == "ingested"
     store_for(twin).flush()
     return twin
-
-
-@pytest.fixture(scope="session")
-def mlflow_server():
-    yield from server_fixture(MlflowServer())
 
 
 @pytest.fixture

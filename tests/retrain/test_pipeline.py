@@ -11,8 +11,9 @@ import yaml
 from typer.testing import CliRunner
 
 from llmtwin.cli import app
+from llmtwin.models.versions import CANDIDATE_ALIAS
 from llmtwin.workflows.retrain.dataset import read_jsonl
-from llmtwin.workflows.retrain.registry import CANDIDATE_ALIAS, experiment_name, registered_model_name
+from llmtwin.workflows.retrain.registry import experiment_name, registered_model_name
 from llmtwin.workflows.retrain.workspace import RetrainWorkspace
 from llmtwin.workflows.status import FileStatusReporter
 from llmtwin.workflows.steps import run_step
@@ -122,6 +123,8 @@ def test_the_gate_refuses_a_candidate_trained_on_noise(trained, twin, settings, 
     client = MlflowClient(settings.mlflow_tracking_uri)
     version = client.get_model_version(registered_model_name(twin), outputs["version"])
     assert version.tags["promoted"] == "false" and int(outputs["version"]) > int(production)
+    # The alias `candidate` stays on the version that passed the gate; the refused one gets none.
+    assert client.get_model_version_by_alias(registered_model_name(twin), CANDIDATE_ALIAS).version == production
     assert run_step("retrain-register", params, context) == outputs  # a retried step registers nothing new
 
 

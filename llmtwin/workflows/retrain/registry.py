@@ -6,9 +6,11 @@
 - Registered model `llmtwin-<namespace>-<name>`: each run's adapter folder becomes a version with
   `create_model_version(source="runs:/<run>/adapter")` (MLflow 3's `register_model` wants a logged
   model; a plain adapter folder is what TGI and vLLM load). Tags: base_model, dataset_hash,
-  code_version, twin_generation, promoted, event_id. Every version gets the alias `candidate`.
-- A version the gate promoted is handed to the serving rollout as the twin's
-  `status.candidateVersion` (through the status reporter, as every step reports status).
+  code_version, twin_generation, promoted (passed the gate), reason (the gate's), event_id.
+- A version that passed the gate gets the alias `candidate` (`llmtwin.models.versions`) and is handed
+  to serving as the twin's `status.candidateVersion` (through the status reporter, as every step
+  reports status); the operator's promotion takes it from there. A version the gate refused gets no
+  alias: its `reason` tag says why.
 
 The tracking URI comes from the settings (`MLFLOW_TRACKING_URI`), never from code.
 """
@@ -28,10 +30,10 @@ import llmtwin
 from llmtwin.api import names
 from llmtwin.api.timestamps import now
 from llmtwin.api.v1alpha1 import LLMTwin
+from llmtwin.models import versions
 from llmtwin.workflows.retrain.workspace import RetrainWorkspace
 from llmtwin.workflows.status import StatusReporter
 
-CANDIDATE_ALIAS = "candidate"
 METRICS_PER_CALL = 1000  # MLflow's log_batch limit
 
 
@@ -192,7 +194,7 @@ def register(
     event_id: str = "",
     reason: str = "",
 ) -> Registration:
-    """Log the run, create the model version, set the alias, and hand a promoted version to serving."""
+    """Log the run, create the model version, and hand a version that passed the gate to serving."""
     mlflow = client(tracking_uri)
     name = registered_model_name(twin)
     _ensure_registered_model(mlflow, name, twin)
@@ -217,10 +219,10 @@ def register(
         description=report["reason"],
     )
     number = str(version.version)  # MLflow returns an int here; the twin's status fields are strings
-    mlflow.set_registered_model_alias(name, CANDIDATE_ALIAS, number)
     finished = {"finishedAt": now(), "result": "Succeeded", "version": number, "promoted": promoted}
     fields: dict[str, Any] = {"lastTraining": finished}
     if promoted:
+        versions.mark_candidate(tracking_uri, name, number)
         fields["candidateVersion"] = number
     status.report(twin, fields)
     return Registration(number, promoted, report["reason"], run_id)
