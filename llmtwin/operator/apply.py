@@ -35,9 +35,12 @@ def rejected(exc: ApiException) -> bool:
 
 def contains(live: Any, desired: Any) -> bool:
     """True when `live` already holds every field and value of `desired` (extra live fields are fine:
-    the API server adds defaults and status)."""
+    the API server adds defaults and status). An empty list or map we render is held by a missing field:
+    controllers that round-trip an object through Go types drop them (`omitempty`)."""
     if isinstance(desired, dict):
-        return isinstance(live, dict) and all(k in live and contains(live[k], v) for k, v in desired.items())
+        return isinstance(live, dict) and all(
+            contains(live[k], v) if k in live else v in ([], {}) for k, v in desired.items()
+        )
     if isinstance(desired, list):
         return (
             isinstance(live, list)

@@ -21,7 +21,7 @@ from llmtwin.api.conditions import Reason
 from llmtwin.api.v1alpha1 import LLMTwin, LLMTwinStatus
 from llmtwin.api.validation import spec_problems
 from llmtwin.operator import builders, promotion
-from llmtwin.operator.apply import rejected
+from llmtwin.operator.apply import API_WRITES, rejected
 from llmtwin.operator.eventplane.secrets import KubernetesSecrets
 from llmtwin.operator.eventplane.wiring import wire
 from llmtwin.operator.platform import Platform
@@ -128,6 +128,9 @@ def apply_children(body: kopf.Body, children: list[dict], platform: Platform, lo
 def write_status(body: kopf.Body, patch: kopf.Patch, update: StatusUpdate, logger: logging.Logger) -> None:
     for key, value in update.status.items():
         patch.status[key] = value
+    if update.status:  # kopf sends the patch when the handler returns: one write
+        API_WRITES.labels("LLMTwin", "patch-status").inc()
     for event in update.events:
+        API_WRITES.labels("Event", "create").inc()
         kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
         (logger.warning if event.type == "Warning" else logger.info)("%s: %s", event.reason, event.message)

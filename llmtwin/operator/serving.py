@@ -191,9 +191,12 @@ def rollout(twin: LLMTwin, settings: PlatformSettings) -> dict[str, Any]:
     ]
     if serving.engine == "llmtwin":
         volumes.append({"name": "model-cache", "emptyDir": {}})
-    pod_spec: dict[str, Any] = {"containers": [_server_container(twin, settings)], "volumes": volumes}
-    if twin.status.serving_version:
-        pod_spec["initContainers"] = [_adapter_init_container(twin, settings)]
+    # initContainers is always rendered, empty for the base model: the Rollout's pod template has no schema
+    # (preserve-unknown-fields), so server-side apply does not prune a list the operator stops sending,
+    # and a rejected candidate's init container would stay in the production template.
+    fetch = [_adapter_init_container(twin, settings)] if twin.status.serving_version else []
+    pod_spec: dict[str, Any] = {"containers": [_server_container(twin, settings)], "initContainers": fetch}
+    pod_spec["volumes"] = volumes
     compute = serving.resources
     if compute.node_selector:
         pod_spec["nodeSelector"] = dict(compute.node_selector)

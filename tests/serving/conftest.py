@@ -3,18 +3,12 @@ cache), as a real process; two LoRA adapters made for it; huggingface_hub's offl
 
 from __future__ import annotations
 
-import json
 import signal
-import urllib.request
 
 import pytest
 
-from tests.harness import free_port
-from tests.harness.process import CliProcess
-
-SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
-MAX_INPUT_TOKENS = 2048  # the spec's defaults: the front door's prompts (4 chunks of 256 tokens) fit
-MAX_TOTAL_TOKENS = 4096
+from tests.harness.canary import post  # noqa: F401  (the serving tests' one HTTP helper)
+from tests.harness.process import SMOLLM2, smollm2_serve
 
 
 @pytest.fixture(autouse=True)
@@ -27,17 +21,7 @@ def hub_offline(monkeypatch):
 
 @pytest.fixture(scope="session")
 def smollm2_server(tmp_path_factory):
-    port = free_port()
-    server = CliProcess(
-        ["serve", "--model", SMOLLM2, "--host", "127.0.0.1", "--port", str(port),
-         "--max-input-tokens", str(MAX_INPUT_TOKENS), "--max-total-tokens", str(MAX_TOTAL_TOKENS)],
-        {"HF_HUB_OFFLINE": "1"},
-        tmp_path_factory.mktemp("serve"),
-        f"http://127.0.0.1:{port}/health",
-        "serve",
-    )  # fmt: skip
-    server.url = f"http://127.0.0.1:{port}"
-    server.start(timeout=300)  # the first start dequantizes the GGUF file (~15-30 s)
+    server = smollm2_serve(tmp_path_factory.mktemp("serve"))
     try:
         yield server
     finally:
@@ -65,12 +49,3 @@ def adapters(tmp_path_factory):
         get_peft_model(base, config).save_pretrained(folder)
         folders[name] = folder
     return folders
-
-
-def post(url: str, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=300) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())

@@ -5,18 +5,16 @@ that Prometheus never scraped."""
 
 from __future__ import annotations
 
-import json
 import math
-import threading
 import urllib.parse
 
 import pytest
-import yaml
 
 from llmtwin.api.names import ROLLOUT_HASH_METRIC_LABEL as HASH
 from llmtwin.operator.serving import CANARY_HASH_ARG, analysis_template
 from llmtwin.serving.client import model_server_client
 from tests.harness import wait_for
+from tests.harness.canary import Traffic, analysis_outcome, generate, measured, start_analysis_run
 from tests.serving.conftest import post
 from tests.twins import example_twin
 
@@ -83,66 +81,22 @@ def analysis_run(kube_cluster, prometheus, canary_hash: str, name: str) -> dict:
     metrics = analysis_template(twin)["spec"]["metrics"]
     for metric in metrics:
         metric["count"] = 1
-    run = {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "AnalysisRun",
-        "metadata": {"name": name, "namespace": twin.namespace},
-        "spec": {"args": [{"name": CANARY_HASH_ARG, "value": canary_hash}], "metrics": metrics},
-    }
-    kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(run))
-    return run
-
-
-def finished(kube_cluster, run: dict, timeout: float = 90) -> dict:
-    name, namespace = run["metadata"]["name"], run["metadata"]["namespace"]
-
-    def status() -> dict | None:
-        body = json.loads(kube_cluster.kubectl("get", "analysisrun", name, "-n", namespace, "-o", "json").stdout)
-        current = body.get("status", {})
-        return current if current.get("phase") in ("Successful", "Failed", "Error", "Inconclusive") else None
-
-    return wait_for(status, timeout=timeout, what=f"AnalysisRun {name} to finish")
-
-
-def measured(status: dict) -> dict[str, list[str]]:
-    return {m["name"]: [x.get("value", "") for x in m.get("measurements", [])] for m in status["metricResults"]}
-
-
-def keep_sending(request, stop: threading.Event) -> threading.Thread:
-    def loop() -> None:
-        while not stop.is_set():
-            request()
-            stop.wait(0.2)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    return thread
+    return start_analysis_run(kube_cluster.kubectl, metrics, name, twin.namespace, canary_hash)
 
 
 def test_the_controller_passes_a_healthy_canary_and_fails_one_whose_requests_fail(
     kube_cluster, rollouts_controller, smollm2_server, prometheus
 ):
     address = urllib.parse.urlsplit(smollm2_server.url).netloc
-    client = model_server_client(smollm2_server.url)
-
-    def healthy() -> None:
-        client.text_generation("Say yes.", max_new_tokens=2)
-
-    def failing() -> None:
-        status, _ = post(f"{smollm2_server.url}/generate", {"inputs": "hi", "parameters": {"adapter_id": "gone"}})
-        assert status == 422
-
+    healthy = generate(smollm2_server.url)
+    failing = generate(smollm2_server.url, adapter="gone")
     for scenario, request, expected in (("healthy", healthy, "Successful"), ("failing", failing, "Failed")):
         canary = f"{scenario}-hash"
         prometheus.set_targets([(address, {"namespace": "default", HASH: canary})])
-        stop = threading.Event()
-        sender = keep_sending(request, stop)
-        wait_for(lambda c=canary: prometheus.up(**{HASH: c}), timeout=30, what=f"prometheus to scrape {canary}")
-        try:
-            status = finished(kube_cluster, analysis_run(kube_cluster, prometheus, canary, f"{scenario}-run"))
-        finally:
-            stop.set()
-            sender.join(timeout=60)
+        with Traffic(request):
+            wait_for(lambda c=canary: prometheus.up(**{HASH: c}), timeout=30, what=f"prometheus to scrape {canary}")
+            run = analysis_run(kube_cluster, prometheus, canary, f"{scenario}-run")
+            status = analysis_outcome(kube_cluster.kubectl, run)
         values = measured(status)
         assert status["phase"] == expected, (status.get("message"), values)
         if scenario == "healthy":
@@ -161,6 +115,6 @@ def test_a_canary_without_traffic_or_without_metrics_is_not_promoted(
     idle = analysis_run(kube_cluster, prometheus, "idle-hash", "idle-run")
     unscraped = analysis_run(kube_cluster, prometheus, "unscraped-hash", "unscraped-run")
     for run in (idle, unscraped):
-        status = finished(kube_cluster, run)
+        status = analysis_outcome(kube_cluster.kubectl, run)
         assert status["phase"] == "Failed", status
         assert all(phase == "Failed" for phase in (m["phase"] for m in status["metricResults"])), status

@@ -13,7 +13,8 @@ from openai import OpenAI, UnprocessableEntityError
 
 from llmtwin.serving.client import model_server_client
 from tests.harness.metrics import metric
-from tests.serving.conftest import MAX_INPUT_TOKENS, SMOLLM2, post
+from tests.harness.process import MAX_INPUT_TOKENS, SMOLLM2
+from tests.serving.conftest import post
 
 pytestmark = pytest.mark.slow
 QUESTION = [{"role": "user", "content": "Describe a harbour at dawn in one sentence."}]

@@ -2,31 +2,25 @@
 (operator/promotion.py) with the real Argo Rollouts controller, kube-scheduler and KWOK nodes on the test
 API server, the real Prometheus judging the canary, and versions in the real MLflow registry.
 
-The one stand-in, named: KWOK pods run no containers, so the canary pod's server is a real `llmtwin serve`
-(SmolLM2) beside the cluster, which Prometheus scrapes under the canary ReplicaSet's pod-template hash
-(file_sd, as the rendered PodMonitor would label the pod's series). It serves the candidate adapter
-fetched from MLflow as the pod's fetch-adapter init container would; its traffic is the test's.
+The one stand-in, named (tests/harness/canary.py): KWOK pods run no containers, so the canary pod's server
+is a real `llmtwin serve` (SmolLM2) beside the cluster, scraped by Prometheus under the canary ReplicaSet's
+pod-template hash and serving the candidate adapter fetched from MLflow; its traffic is the test's.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import urllib.parse
 
 import pytest
 import yaml
 
 from llmtwin.api import names
 from llmtwin.api.conditions import ConditionType, Reason, find_condition
-from llmtwin.api.names import ROLLOUT_HASH_METRIC_LABEL as HASH
-from llmtwin.models.adapters import download_adapter
 from llmtwin.models.versions import PRODUCTION_ALIAS, REJECTED_TAG
-from llmtwin.serving.client import model_server_client
 from tests.harness import wait_for
+from tests.harness.canary import CanaryStandIn, Traffic, generate
 from tests.harness.mlflow import register_adapter
 from tests.harness.operator import get_json
-from tests.serving.conftest import post
 from tests.twins import twin_doc
 
 pytestmark = pytest.mark.slow
@@ -73,65 +67,17 @@ def register_candidate(kube_cluster, name: str, version: str) -> None:
     kube_cluster.kubectl("patch", "llmtwin", name, "-n", NAMESPACE, "--subresource=status", "--type=merge", "-p", patch)
 
 
-class CanaryStandIn:
-    """The canary pod's server (see the module doc): the candidate fetched from MLflow and loaded into the
-    real `llmtwin serve`, scraped under the canary's template hash, and (optionally) sent requests."""
-
-    def __init__(self, server, prometheus, tracking_uri: str, model: str, tmp_path):
-        self.server, self.prometheus = server, prometheus
-        self.tracking_uri, self.model, self.tmp_path = tracking_uri, model, tmp_path
-        self.address = urllib.parse.urlsplit(server.url).netloc
-        self.client = model_server_client(server.url)
-        self.stop = threading.Event()
-        self.thread: threading.Thread | None = None
-
-    def stand_in_for(self, kube_cluster, twin: str, version: str, traffic: bool) -> str:
-        """Wait for the canary ReplicaSet of `version`; stand in for its pod; return its template hash."""
-
-        def canary_hash() -> str | None:
-            body = rollout(kube_cluster, twin)
-            status = body.get("status", {})
-            template = body["spec"]["template"]["metadata"]["annotations"][names.MODEL_VERSION_ANNOTATION]
-            current, stable = status.get("currentPodHash"), status.get("stableRS")
-            return current if template == version and current and current != stable else None
-
-        pod_hash = wait_for(canary_hash, timeout=60, what=f"the canary ReplicaSet of version {version}")
-        adapter = f"v{version}"
-        folder = download_adapter(self.tracking_uri, self.model, version, self.tmp_path / adapter)
-        loaded, body = post(f"{self.server.url}/v1/load_lora_adapter", {"lora_name": adapter, "lora_path": str(folder)})
-        self.prometheus.set_targets([(self.address, {"namespace": NAMESPACE, HASH: pod_hash})])
-        wait_for(lambda: self.prometheus.up(**{HASH: pod_hash}), timeout=30, what="prometheus to scrape the canary")
-        if traffic:
-            self.thread = threading.Thread(target=self._send, args=(adapter,), daemon=True)
-            self.thread.start()
-        return pod_hash if loaded == 200 else f"{pod_hash} (adapter not loaded: {body})"
-
-    def _send(self, adapter: str) -> None:
-        while not self.stop.is_set():
-            post(
-                f"{self.server.url}/generate",
-                {"inputs": "Say yes.", "parameters": {"adapter_id": adapter, "max_new_tokens": 2}},
-            )
-            self.stop.wait(0.2)
-
-    def finish(self) -> None:
-        self.stop.set()
-        if self.thread:
-            self.thread.join(timeout=60)
-        self.stop.clear()
-        self.thread = None
-
-
 @pytest.fixture
 def canary_cluster(kube_cluster, simulated_nodes, rollouts_controller, operator, mlflow_server, prometheus):
     return kube_cluster
 
 
 @pytest.fixture
-def stand_in(smollm2_server, prometheus, mlflow_server, tmp_path):
+def stand_in(kube_cluster, smollm2_server, prometheus, mlflow_server):
     def make(twin: str) -> CanaryStandIn:
-        model = names.registered_model_name(NAMESPACE, twin)
-        return CanaryStandIn(smollm2_server, prometheus, mlflow_server.tracking_uri, model, tmp_path)
+        return CanaryStandIn(
+            kube_cluster.kubectl, smollm2_server.url, prometheus, mlflow_server.tracking_uri, NAMESPACE, twin
+        )
 
     return make
 
@@ -169,15 +115,14 @@ def test_a_healthy_candidate_is_promoted_and_a_failing_one_rejected(
     # A healthy candidate: its canary runs under the real controller, the analysis passes, it is promoted.
     register_candidate(kube, twin, healthy)
     wait_for(lambda: condition(kube, twin, ConditionType.PROMOTING).get("status") == "True", 60, what="Promoting")
-    try:
-        pod_hash = server.stand_in_for(kube, twin, healthy, traffic=True)
+    pod_hash, adapter = server.stand_in_for(healthy, tmp_path)
+    assert adapter, "the healthy candidate's adapter did not load"
+    with Traffic(generate(server.server_url, adapter)):
         status = wait_for(
             lambda: (s := twin_status(kube, twin)).get("modelVersion") == healthy and s,
             timeout=CANARY_TIMEOUT,
             what=f"version {healthy} to be promoted",
         )
-    finally:
-        server.finish()
     promoted = find_condition(status["conditions"], ConditionType.PROMOTED)
     assert promoted["status"] == "True" and promoted["reason"] == Reason.CANARY_SUCCEEDED, promoted
     assert production_alias(uri, twin) == healthy
@@ -191,16 +136,14 @@ def test_a_healthy_candidate_is_promoted_and_a_failing_one_rejected(
     # A candidate whose server fails its requests: the analysis fails, the Rollout aborts, the version is
     # rejected with the AnalysisRun's reason, and production goes on serving the healthy version.
     register_candidate(kube, twin, failing)
-    try:
-        failing_hash = server.stand_in_for(kube, twin, failing, traffic=True)
-        assert "adapter not loaded" in failing_hash
+    _, adapter = server.stand_in_for(failing, tmp_path)
+    assert adapter is None  # the broken adapter does not load: every request for it fails
+    with Traffic(generate(server.server_url, f"{twin}-v{failing}")):
         status = wait_for(
             lambda: (s := twin_status(kube, twin)).get("rejectedVersions") and s,
             timeout=CANARY_TIMEOUT,
             what=f"version {failing} to be rejected",
         )
-    finally:
-        server.finish()
     [rejected] = status["rejectedVersions"]
     assert rejected["version"] == failing and "error-ratio" in rejected["reason"], rejected
     assert status["modelVersion"] == healthy and production_alias(uri, twin) == healthy
@@ -227,7 +170,7 @@ def test_a_healthy_candidate_is_promoted_and_a_failing_one_rejected(
 
 
 def test_no_traffic_is_not_promoted_and_a_restarted_operator_finishes_the_canary(
-    canary_cluster, operator, mlflow_server, prometheus, stand_in, adapters
+    canary_cluster, operator, mlflow_server, prometheus, stand_in, adapters, tmp_path
 ):
     kube, twin, uri = canary_cluster, "restarted", mlflow_server.tracking_uri
     idle = register_adapter(uri, NAMESPACE, twin, adapters["florid"])
@@ -236,26 +179,31 @@ def test_no_traffic_is_not_promoted_and_a_restarted_operator_finishes_the_canary
     wait_for(lambda: serving_ready(kube, twin), timeout=120, what="the base model's Rollout to be available")
     server = stand_in(twin)
 
+    base_hash = rollout(kube, twin)["status"]["stableRS"]
     # Scraped, but nobody sends the canary a request: no measurement passes, the version is rejected.
     register_candidate(kube, twin, idle)
-    server.stand_in_for(kube, twin, idle, traffic=False)
+    server.stand_in_for(idle, tmp_path)
     status = wait_for(
         lambda: (s := twin_status(kube, twin)).get("rejectedVersions") and s,
         timeout=CANARY_TIMEOUT,
         what=f"idle version {idle} to be rejected",
     )
     assert status["rejectedVersions"][0]["version"] == idle and not status.get("modelVersion"), status
-    wait_for(
-        lambda: rollout(kube, twin)["status"].get("phase") == "Healthy", timeout=60, what="the Rollout back on base"
+    back = wait_for(
+        lambda: (b := rollout(kube, twin))["status"].get("phase") == "Healthy" and b,
+        60,
+        what="the Rollout back on base",
     )
+    # The same pods as before the canary, and a template with nothing of the rejected version left.
+    assert back["status"]["stableRS"] == base_hash and not back["spec"]["template"]["spec"].get("initContainers")
 
     # The operator is down while the canary runs and the controller finishes it; started again, it reads
     # the Rollout and promotes the version: the same outcome as if it had watched throughout.
     register_candidate(kube, twin, healthy)
     wait_for(lambda: condition(kube, twin, ConditionType.PROMOTING).get("status") == "True", 60, what="Promoting")
     with operator.paused():
-        try:
-            pod_hash = server.stand_in_for(kube, twin, healthy, traffic=True)
+        pod_hash, adapter = server.stand_in_for(healthy, tmp_path)
+        with Traffic(generate(server.server_url, adapter)):
             wait_for(
                 lambda: (
                     (s := rollout(kube, twin)["status"]).get("phase") == "Healthy" and s.get("stableRS") == pod_hash
@@ -263,8 +211,6 @@ def test_no_traffic_is_not_promoted_and_a_restarted_operator_finishes_the_canary
                 timeout=CANARY_TIMEOUT,
                 what="the controller to complete the canary",
             )
-        finally:
-            server.finish()
         assert not twin_status(kube, twin).get("modelVersion")  # nobody has recorded it yet
     status = wait_for(
         lambda: (s := twin_status(kube, twin)).get("modelVersion") == healthy and s,
