@@ -28,6 +28,7 @@ BENCHMARKS = [
     pytest.param("training", marks=[pytest.mark.models], id="training"),
     pytest.param("serving", marks=[pytest.mark.models], id="serving"),
     pytest.param("drift", marks=[pytest.mark.kafka, pytest.mark.models], id="drift"),
+    pytest.param("promotion", marks=[*SERVERS, pytest.mark.models, pytest.mark.prometheus], id="promotion"),
 ]
 
 

@@ -59,10 +59,12 @@ class Traffic:
         self.thread.join(timeout=120)
 
 
-def generate(server_url: str, adapter: str = "", max_new_tokens: int = 2) -> Callable[[], int]:
+def generate(
+    server_url: str, adapter: str = "", max_new_tokens: int = 2, prompt: str = "Say yes."
+) -> Callable[[], int]:
     """One generation request (status code returned): with `adapter`, as the candidate's traffic."""
     parameters = {"max_new_tokens": max_new_tokens, **({"adapter_id": adapter} if adapter else {})}
-    return lambda: post(f"{server_url}/generate", {"inputs": "Say yes.", "parameters": parameters})[0]
+    return lambda: post(f"{server_url}/generate", {"inputs": prompt, "parameters": parameters})[0]
 
 
 class CanaryStandIn:

@@ -35,6 +35,7 @@ class CliProcess:
 
     def start(self, timeout: float = 60) -> None:
         self.starts += 1
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [self.python, "-m", "llmtwin.cli", *self.args],
