@@ -104,7 +104,9 @@ def rollouts_controller(kube_cluster):
 def simulated_nodes(kube_cluster):
     """KWOK nodes the real kube-scheduler binds pods to: an A100 and a T4 node (1 GPU each, tainted
     nvidia.com/gpu=present:NoSchedule) and a CPU-only node. Pods on them become Running; none runs a container."""
-    nodes = [gpu_node("gpu-a100-0", A100), gpu_node("gpu-t4-0", T4), SimulatedNode("cpu-0")]
+    # The CPU pool is big: every twin the session's tests create puts its server and front door pods there.
+    cpu_pool = SimulatedNode("cpu-0", cpu="1000", memory="8Ti", pods="2000")
+    nodes = [gpu_node("gpu-a100-0", A100), gpu_node("gpu-t4-0", T4), cpu_pool]
     yield from server_fixture(SimulatedNodes(kube_cluster, nodes))
 
 

@@ -39,8 +39,9 @@ def up(
 
     Files dropped into <data-dir>/inbox/<bucket>/ are ingested into Milvus Lite through the same
     ingest workflow a cluster runs; a restart resumes where it stopped. Every question answered is
-    scored for drift (spec.drift); when the twin's rule fires, the retrain workflow runs here.
-    Ctrl-C stops cleanly."""
+    scored for drift (spec.drift); when the twin's rule fires, the retrain workflow runs here, and a
+    version that passes the evaluation gate is served at once (no restart; `llmtwin status`,
+    `promote`, `rollback`). Ctrl-C stops cleanly."""
     from llmtwin.config import EmbeddedSettings, load
     from llmtwin.embedded.state import default_data_dir, running_server
     from llmtwin.embedded.twin import EmbeddedTwin, local_settings

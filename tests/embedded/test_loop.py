@@ -74,13 +74,26 @@ def test_drift_retrains_promotes_and_serves_the_new_adapter_without_a_human(tmp_
         assert training["result"] == "Succeeded" and training["promoted"] and training["version"] == promoted
         assert not training["episode"].startswith("manual/")  # started by the drift alert, not by hand
 
-        after = post(f"http://127.0.0.1:{port}/ask", {"question": "Why do gulls wait?", "generate": True})
+        # The status records the promotion first; the running server then loads the adapter (a download
+        # from the registry and a load, about a second) and the answers switch to it.
+        registered = names.registered_model_name("default", "demo")
+
+        def served() -> dict | None:
+            with urllib.request.urlopen(f"http://127.0.0.1:{model_port}/info", timeout=10) as response:
+                info = json.loads(response.read())
+            return info if info["adapter_sources"] else None
+
+        info = wait_for(served, timeout=60, what="the model server to load the promoted adapter")
+        assert info["adapter_sources"] == {"demo": f"models:/{registered}/{promoted}"}, info
+        after = wait_for(
+            lambda: (
+                (a := post(f"http://127.0.0.1:{port}/ask", {"question": "Why do gulls wait?"}))["model_version"] and a
+            ),
+            timeout=30,
+            what="an answer from the promoted version",
+        )
         assert after["model"] == "demo" and after["model_version"] == promoted, after
         assert after["answer"].strip()
-        with urllib.request.urlopen(f"http://127.0.0.1:{model_port}/info", timeout=10) as response:
-            info = json.loads(response.read())
-        registered = names.registered_model_name("default", "demo")
-        assert info["adapter_sources"] == {"demo": f"models:/{registered}/{promoted}"}, info
         os.killpg(up.pid, signal.SIGINT)
         assert up.wait(timeout=120) == 0
     finally:

@@ -34,9 +34,10 @@ class SimulatedNode:
     taints: tuple[dict[str, str], ...] = ()
     cpu: str = "16"
     memory: str = "128Gi"
+    pods: str = "110"
 
     def manifest(self) -> dict:
-        capacity = {"cpu": self.cpu, "memory": self.memory, "pods": "110"}
+        capacity = {"cpu": self.cpu, "memory": self.memory, "pods": self.pods}
         if self.gpus:
             capacity[GPU] = str(self.gpus)
         return {

@@ -41,9 +41,9 @@ class OperatorProcess(CliProcess):
         self.metrics_url = f"http://127.0.0.1:{env['LLMTWIN_METRICS_PORT']}/metrics"
 
     @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        """Stopped for the duration (another operator owns the twins meanwhile), then started again."""
-        self.kill(signal.SIGTERM)
+    def paused(self, sig: int = signal.SIGTERM) -> Iterator[None]:
+        """Stopped by `sig` for the duration (SIGKILL: no clean-up at all), then started again."""
+        self.kill(sig)
         try:
             yield
         finally:

@@ -10,6 +10,7 @@ pod-template hash and serving the candidate adapter fetched from MLflow; its tra
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
 import yaml
@@ -197,11 +198,11 @@ def test_no_traffic_is_not_promoted_and_a_restarted_operator_finishes_the_canary
     # The same pods as before the canary, and a template with nothing of the rejected version left.
     assert back["status"]["stableRS"] == base_hash and not back["spec"]["template"]["spec"].get("initContainers")
 
-    # The operator is down while the canary runs and the controller finishes it; started again, it reads
+    # The operator is killed while the canary runs and the controller finishes it; started again, it reads
     # the Rollout and promotes the version: the same outcome as if it had watched throughout.
     register_candidate(kube, twin, healthy)
     wait_for(lambda: condition(kube, twin, ConditionType.PROMOTING).get("status") == "True", 60, what="Promoting")
-    with operator.paused():
+    with operator.paused(signal.SIGKILL):
         pod_hash, adapter = server.stand_in_for(healthy, tmp_path)
         with Traffic(generate(server.server_url, adapter)):
             wait_for(
