@@ -88,15 +88,25 @@ class CanaryStandIn:
         current, stable = status.get("currentPodHash"), status.get("stableRS")
         return current if template == version and current and current != stable else None
 
-    def stand_in_for(self, version: str, workdir: Path) -> tuple[str, str | None]:
-        """Wait for `version`'s canary; load its adapter into the server, have Prometheus scrape the server as
-        that canary. Returns the canary's hash and the adapter's name on the server (None: it did not load)."""
-        pod_hash = wait_for(lambda: self.canary_hash(version), timeout=90, what=f"the canary of version {version}")
+    def load(self, version: str, workdir: Path) -> str | None:
+        """`version`'s adapter fetched from MLflow and loaded into the server, as the canary pod's init container
+        and server would; returns its name on the server (None: it did not load). Done before the canary
+        starts, so the canary's first measurement finds traffic."""
         adapter = f"{self.twin}-v{version}"
         folder = download_adapter(self.tracking_uri, self.model, version, workdir / adapter)
         loaded, _ = post(f"{self.server_url}/v1/load_lora_adapter", {"lora_name": adapter, "lora_path": str(folder)})
+        return adapter if loaded == 200 else None
+
+    def label_canary(self, version: str) -> str:
+        """Wait for `version`'s canary ReplicaSet; have Prometheus scrape the server as that canary's pod."""
+        pod_hash = wait_for(lambda: self.canary_hash(version), timeout=90, what=f"the canary of version {version}")
         self.scrape_as(pod_hash)
-        return pod_hash, adapter if loaded == 200 else None
+        return pod_hash
+
+    def stand_in_for(self, version: str, workdir: Path) -> tuple[str, str | None]:
+        """Both: the canary's hash and the adapter's name on the server (None: it did not load)."""
+        adapter = self.load(version, workdir)
+        return self.label_canary(version), adapter
 
     def scrape_as(self, pod_hash: str) -> None:
         self.prometheus.set_targets([(self.address, {"namespace": self.namespace, HASH: pod_hash})])

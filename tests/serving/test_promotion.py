@@ -62,6 +62,22 @@ def condition(kube_cluster, name: str, type_: str) -> dict:
     return find_condition(twin_status(kube_cluster, name).get("conditions", []), type_) or {}
 
 
+def explained(kube_cluster, name: str, predicate, timeout: float, what: str):
+    """wait_for, failing with the twin's promotion state and the Rollout's as the controller reports it."""
+    try:
+        return wait_for(predicate, timeout=timeout, what=what)
+    except AssertionError as exc:
+        status = twin_status(kube_cluster, name)
+        body = rollout(kube_cluster, name)
+        keys = ("phase", "message", "abort", "currentPodHash", "stableRS", "currentStepIndex", "canary")
+        state = {
+            "twin": {k: status.get(k) for k in ("modelVersion", "candidateVersion", "rejectedVersions", "conditions")},
+            "rollout": {k: body.get("status", {}).get(k) for k in keys},
+            "template": body["spec"]["template"]["metadata"]["annotations"],
+        }
+        raise AssertionError(f"{exc}\n{json.dumps(state, indent=1)}") from None
+
+
 def register_candidate(kube_cluster, name: str, version: str) -> None:
     """What the retrain's register step writes for a version that passed the gate."""
     patch = json.dumps({"status": {"candidateVersion": version}})
@@ -114,12 +130,15 @@ def test_a_healthy_candidate_is_promoted_and_a_failing_one_rejected(
     server = stand_in(twin)
 
     # A healthy candidate: its canary runs under the real controller, the analysis passes, it is promoted.
-    register_candidate(kube, twin, healthy)
-    wait_for(lambda: condition(kube, twin, ConditionType.PROMOTING).get("status") == "True", 60, what="Promoting")
-    pod_hash, adapter = server.stand_in_for(healthy, tmp_path)
+    # The stand-in serves the adapter and has traffic before the canary starts (its pod would, once Ready).
+    adapter = server.load(healthy, tmp_path)
     assert adapter, "the healthy candidate's adapter did not load"
     with Traffic(generate(server.server_url, adapter)):
-        status = wait_for(
+        register_candidate(kube, twin, healthy)
+        pod_hash = server.label_canary(healthy)
+        status = explained(
+            kube,
+            twin,
             lambda: (s := twin_status(kube, twin)).get("modelVersion") == healthy and s,
             timeout=CANARY_TIMEOUT,
             what=f"version {healthy} to be promoted",
@@ -136,11 +155,13 @@ def test_a_healthy_candidate_is_promoted_and_a_failing_one_rejected(
 
     # A candidate whose server fails its requests: the analysis fails, the Rollout aborts, the version is
     # rejected with the AnalysisRun's reason, and production goes on serving the healthy version.
-    register_candidate(kube, twin, failing)
-    _, adapter = server.stand_in_for(failing, tmp_path)
-    assert adapter is None  # the broken adapter does not load: every request for it fails
+    assert server.load(failing, tmp_path) is None  # the broken adapter does not load: its requests fail
     with Traffic(generate(server.server_url, f"{twin}-v{failing}")):
-        status = wait_for(
+        register_candidate(kube, twin, failing)
+        server.label_canary(failing)
+        status = explained(
+            kube,
+            twin,
             lambda: (s := twin_status(kube, twin)).get("rejectedVersions") and s,
             timeout=CANARY_TIMEOUT,
             what=f"version {failing} to be rejected",
@@ -182,9 +203,12 @@ def test_no_traffic_is_not_promoted_and_a_restarted_operator_finishes_the_canary
 
     base_hash = rollout(kube, twin)["status"]["stableRS"]
     # Scraped, but nobody sends the canary a request: no measurement passes, the version is rejected.
+    server.load(idle, tmp_path)
     register_candidate(kube, twin, idle)
-    server.stand_in_for(idle, tmp_path)
-    status = wait_for(
+    server.label_canary(idle)
+    status = explained(
+        kube,
+        twin,
         lambda: (s := twin_status(kube, twin)).get("rejectedVersions") and s,
         timeout=CANARY_TIMEOUT,
         what=f"idle version {idle} to be rejected",
@@ -200,11 +224,11 @@ def test_no_traffic_is_not_promoted_and_a_restarted_operator_finishes_the_canary
 
     # The operator is killed while the canary runs and the controller finishes it; started again, it reads
     # the Rollout and promotes the version: the same outcome as if it had watched throughout.
-    register_candidate(kube, twin, healthy)
-    wait_for(lambda: condition(kube, twin, ConditionType.PROMOTING).get("status") == "True", 60, what="Promoting")
-    with operator.paused(signal.SIGKILL):
-        pod_hash, adapter = server.stand_in_for(healthy, tmp_path)
-        with Traffic(generate(server.server_url, adapter)):
+    adapter = server.load(healthy, tmp_path)
+    with Traffic(generate(server.server_url, adapter)):
+        register_candidate(kube, twin, healthy)
+        pod_hash = server.label_canary(healthy)  # the operator has rendered the candidate: the canary runs
+        with operator.paused(signal.SIGKILL):
             wait_for(
                 lambda: (
                     (s := rollout(kube, twin)["status"]).get("phase") == "Healthy" and s.get("stableRS") == pod_hash
@@ -212,7 +236,7 @@ def test_no_traffic_is_not_promoted_and_a_restarted_operator_finishes_the_canary
                 timeout=CANARY_TIMEOUT,
                 what="the controller to complete the canary",
             )
-        assert not twin_status(kube, twin).get("modelVersion")  # nobody has recorded it yet
+            assert not twin_status(kube, twin).get("modelVersion")  # nobody has recorded it yet
     status = wait_for(
         lambda: (s := twin_status(kube, twin)).get("modelVersion") == healthy and s,
         timeout=60,
