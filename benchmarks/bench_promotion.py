@@ -139,10 +139,12 @@ def twin_status(cluster: KubeCluster) -> dict:
 def promote_one(cluster, operator, stand_in, version: str, workdir: Path) -> dict[str, float]:
     writes_before = metric(operator.metrics_url, "llmtwin_operator_api_writes_total")
     patch = json.dumps({"status": {"candidateVersion": version}})
-    started = time.perf_counter()
-    cluster.kubectl("patch", "llmtwin", TWIN, "-n", NAMESPACE, "--subresource=status", "--type=merge", "-p", patch)
-    pod_hash, adapter = stand_in.stand_in_for(version, workdir)
+    # The stand-in serves the candidate, with traffic, before the canary starts (as a Ready pod would).
+    adapter = stand_in.load(version, workdir)
     with Traffic(generate(stand_in.server_url, adapter or "", max_new_tokens=1)):
+        started = time.perf_counter()
+        cluster.kubectl("patch", "llmtwin", TWIN, "-n", NAMESPACE, "--subresource=status", "--type=merge", "-p", patch)
+        pod_hash = stand_in.label_canary(version)
         wait_for(
             lambda: (s := stand_in.rollout()["status"]).get("phase") == "Healthy" and s.get("stableRS") == pod_hash,
             timeout=TIMEOUT,

@@ -103,11 +103,6 @@ class CanaryStandIn:
         self.scrape_as(pod_hash)
         return pod_hash
 
-    def stand_in_for(self, version: str, workdir: Path) -> tuple[str, str | None]:
-        """Both: the canary's hash and the adapter's name on the server (None: it did not load)."""
-        adapter = self.load(version, workdir)
-        return self.label_canary(version), adapter
-
     def scrape_as(self, pod_hash: str) -> None:
         self.prometheus.set_targets([(self.address, {"namespace": self.namespace, HASH: pod_hash})])
         wait_for(lambda: self.prometheus.up(**{HASH: pod_hash}), timeout=30, what=f"prometheus to scrape {pod_hash}")

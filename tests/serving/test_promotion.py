@@ -78,6 +78,17 @@ def explained(kube_cluster, name: str, predicate, timeout: float, what: str):
         raise AssertionError(f"{exc}\n{json.dumps(state, indent=1)}") from None
 
 
+def outcome(kube_cluster, name: str, field: str, what: str, value: str | None = None) -> dict:
+    """The twin's status once `field` is set (to `value`, when given): a canary's outcome."""
+
+    def reached() -> dict | None:
+        status = twin_status(kube_cluster, name)
+        found = status.get(field)
+        return status if found and (value is None or found == value) else None
+
+    return explained(kube_cluster, name, reached, timeout=CANARY_TIMEOUT, what=what)
+
+
 def register_candidate(kube_cluster, name: str, version: str) -> None:
     """What the retrain's register step writes for a version that passed the gate."""
     patch = json.dumps({"status": {"candidateVersion": version}})
@@ -136,13 +147,7 @@ def test_a_healthy_candidate_is_promoted_and_a_failing_one_rejected(
     with Traffic(generate(server.server_url, adapter)):
         register_candidate(kube, twin, healthy)
         pod_hash = server.label_canary(healthy)
-        status = explained(
-            kube,
-            twin,
-            lambda: (s := twin_status(kube, twin)).get("modelVersion") == healthy and s,
-            timeout=CANARY_TIMEOUT,
-            what=f"version {healthy} to be promoted",
-        )
+        status = outcome(kube, twin, "modelVersion", f"version {healthy} to be promoted", healthy)
     promoted = find_condition(status["conditions"], ConditionType.PROMOTED)
     assert promoted["status"] == "True" and promoted["reason"] == Reason.CANARY_SUCCEEDED, promoted
     assert production_alias(uri, twin) == healthy
@@ -159,13 +164,7 @@ def test_a_healthy_candidate_is_promoted_and_a_failing_one_rejected(
     with Traffic(generate(server.server_url, f"{twin}-v{failing}")):
         register_candidate(kube, twin, failing)
         server.label_canary(failing)
-        status = explained(
-            kube,
-            twin,
-            lambda: (s := twin_status(kube, twin)).get("rejectedVersions") and s,
-            timeout=CANARY_TIMEOUT,
-            what=f"version {failing} to be rejected",
-        )
+        status = outcome(kube, twin, "rejectedVersions", f"version {failing} to be rejected")
     [rejected] = status["rejectedVersions"]
     assert rejected["version"] == failing and "error-ratio" in rejected["reason"], rejected
     assert status["modelVersion"] == healthy and production_alias(uri, twin) == healthy
@@ -206,13 +205,7 @@ def test_no_traffic_is_not_promoted_and_a_restarted_operator_finishes_the_canary
     server.load(idle, tmp_path)
     register_candidate(kube, twin, idle)
     server.label_canary(idle)
-    status = explained(
-        kube,
-        twin,
-        lambda: (s := twin_status(kube, twin)).get("rejectedVersions") and s,
-        timeout=CANARY_TIMEOUT,
-        what=f"idle version {idle} to be rejected",
-    )
+    status = outcome(kube, twin, "rejectedVersions", f"idle version {idle} to be rejected")
     assert status["rejectedVersions"][0]["version"] == idle and not status.get("modelVersion"), status
     back = wait_for(
         lambda: (b := rollout(kube, twin))["status"].get("phase") == "Healthy" and b,
