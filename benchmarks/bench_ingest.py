@@ -38,7 +38,7 @@ from report import Worker, exit_on_sigterm, print_table  # noqa: E402
 from llmtwin.api.v1alpha1 import LLMTwin  # noqa: E402
 from llmtwin.config import EmbeddedSettings  # noqa: E402
 from llmtwin.corpus.embed import embedder_for  # noqa: E402
-from llmtwin.corpus.store import ChunkStore, object_filter, store_for  # noqa: E402
+from llmtwin.corpus.store import ChunkStore, chunk_row, object_filter, store_for  # noqa: E402
 from llmtwin.sources.objects import FolderStore  # noqa: E402
 from llmtwin.workflows.ingest.pipeline import IngestPipeline  # noqa: E402
 from tests.twins import twin_doc  # noqa: E402
@@ -212,17 +212,10 @@ def retrieval_latency(work: Path, sizes: list[int], queries: int = 100) -> list[
             store.client.insert(
                 "bench",
                 [
-                    {
-                        "id": f"c{inserted + j}",
-                        "vector": vectors[j].tolist(),
-                        "text": "synthetic chunk",
-                        "bucket": "b",
-                        "key": f"doc-{(inserted + j) // 20}",
-                        "etag": "e",
-                        "chunk_index": (inserted + j) % 20,
-                        "title": "t",
-                        "ingested_at": 0,
-                    }
+                    chunk_row(
+                        "b", f"doc-{(inserted + j) // 20}", (inserted + j) % 20, f"synthetic chunk {inserted + j}"
+                    )
+                    | {"vector": vectors[j].tolist()}
                     for j in range(n)
                 ],
             )

@@ -105,7 +105,7 @@ def twin_spec(prometheus_url: str, pause_seconds: int) -> dict:
             "steps": [{"setWeight": 50, "pause": f"{pause_seconds}s"}],
             "analysis": {
                 "interval": INTERVAL,
-                "failureLimit": 0,
+                "failureLimit": 1,  # the default: the first measurement may precede the stand-in's first scrape
                 "maxErrorRatio": MAX_ERROR_RATIO,
                 "maxP95LatencySeconds": 60,  # promotion is timed, not judged on this loaded machine's latency
                 "prometheusAddress": prometheus_url,

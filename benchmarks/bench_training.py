@@ -43,8 +43,7 @@ sys.path.insert(0, str(ROOT))
 from report import exit_on_sigterm, print_table  # noqa: E402
 
 from llmtwin.api.v1alpha1 import LLMTwin  # noqa: E402
-from llmtwin.corpus.store import ChunkStore  # noqa: E402
-from llmtwin.workflows.ingest.pipeline import chunk_id  # noqa: E402
+from llmtwin.corpus.store import ChunkStore, chunk_row  # noqa: E402
 from llmtwin.workflows.retrain.workspace import RetrainWorkspace  # noqa: E402
 from tests.retrain.tiny import author_document, build_tiny_model, resolved, tiny_twin  # noqa: E402
 
@@ -70,19 +69,9 @@ def fill_collection(twin: LLMTwin, chunks: int) -> ChunkStore:
             text = author_document(rng, f"Notes {document}")
             paragraphs = [p for p in text.split("\n\n") if not p.startswith("#")]
         vector = np.random.default_rng(i).standard_normal(DIMENSION)
-        rows.append(
-            {
-                "id": chunk_id("essays", f"notes-{document}.md", index, paragraphs[index]),
-                "vector": (vector / np.linalg.norm(vector)).tolist(),
-                "text": paragraphs[index],
-                "bucket": "essays",
-                "key": f"notes-{document}.md",
-                "etag": "bench",
-                "chunk_index": index,
-                "title": f"Notes {document}",
-                "ingested_at": 0,
-            }
-        )
+        vector = (vector / np.linalg.norm(vector)).tolist()
+        key = f"notes-{document}.md"
+        rows.append(chunk_row("essays", key, index, paragraphs[index], title=f"Notes {document}", vector=vector))
         if len(rows) == UPSERT_BATCH or i == chunks - 1:
             store.client.upsert(store.collection, rows)
             rows = []

@@ -8,6 +8,7 @@ import signal
 import threading
 import urllib.request
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import typer
@@ -219,6 +220,7 @@ def _local_answer(twin, data_dir: Path, request: dict, on_text) -> dict:
     from llmtwin.embedded.serving import start_model_server
     from llmtwin.embedded.twin import local_settings, status_file, step_context
     from llmtwin.frontdoor.answer import Answer, FrontDoor
+    from llmtwin.frontdoor.http import AskRequest
     from llmtwin.frontdoor.retrieve import Retriever, source_filter
 
     with exit_on_settings_error():
@@ -230,8 +232,9 @@ def _local_answer(twin, data_dir: Path, request: dict, on_text) -> dict:
         model = start_model_server(twin, context.models, settings, free_port())
     try:
         door = FrontDoor(twin, Retriever(twin), model.endpoint)
-        flt = source_filter(request.get("bucket"), request.get("key_prefix"))
-        for item in door.stream(request["question"], request.get("top_k"), flt):
+        asked = AskRequest.model_validate(request)  # the same reading of the request as a running front door's
+        flt = source_filter(asked.bucket, asked.key_prefix, asked.since, asked.until)
+        for item in door.stream(asked.question, asked.top_k, flt):
             if isinstance(item, Answer):
                 return item.wire()
             on_text(item)
@@ -247,6 +250,10 @@ def ask(
     top_k: int | None = typer.Option(None, "--top-k", help="Chunks to retrieve (default: spec.serving.gateway.topK)."),
     bucket: str | None = typer.Option(None, help="Only this source bucket."),
     key_prefix: str | None = typer.Option(None, help="Only objects whose key starts with this."),
+    since: datetime | None = typer.Option(
+        None, help="Only documents dated on or after this (a post's or front matter's date, else the file's)."
+    ),
+    until: datetime | None = typer.Option(None, help="Only documents dated before this."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole answer as JSON (nothing streamed)."),
 ) -> None:
     """Ask the twin: the answer in the author's voice, streamed as it is written, then its sources.
@@ -256,7 +263,8 @@ def ask(
 
     twin = load_twin_file(file)
     data_dir = data_dir or default_data_dir(twin)
-    request = {"question": question, "top_k": top_k, "bucket": bucket, "key_prefix": key_prefix}
+    dates = {"since": since.isoformat() if since else None, "until": until.isoformat() if until else None}
+    request = {"question": question, "top_k": top_k, "bucket": bucket, "key_prefix": key_prefix, **dates}
     port = running_server(data_dir)
     on_text = (lambda text: None) if as_json else (lambda text: out.print(text, end="", soft_wrap=True))
     if not as_json:

@@ -35,6 +35,8 @@ class Embedder:
         return self.model.tokenizer.encode(text, add_special_tokens=False)
 
     def embed(self, texts: list[str], batch_size: int = 32) -> list[list[float]]:
+        if not texts:
+            return []
         vectors = self.model.encode(
             texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True
         )

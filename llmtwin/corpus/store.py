@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,9 @@ from pymilvus import DataType, MilvusClient
 
 from llmtwin.api.v1alpha1 import LLMTwin
 
-OUTPUT_FIELDS = ["id", "text", "bucket", "key", "etag", "chunk_index", "title", "ingested_at"]
+OUTPUT_FIELDS = ["id", "text", "bucket", "key", "document_id", "chunk_index", "title", "published_at", "meta"]
+# Fields this version writes; a collection created without them (an older llmtwin) is refused with the fix.
+REQUIRED_FIELDS = {"document_id", "published_at", "meta"}
 SCAN_BATCH = 1000
 INDEX_PARAMS = {"HNSW": {"M": 16, "efConstruction": 200}, "IVF_FLAT": {"nlist": 128}}
 SEARCH_PARAMS = {"HNSW": {"ef": 64}, "IVF_FLAT": {"nprobe": 16}}
@@ -28,6 +32,43 @@ def object_filter(bucket: str, key: str) -> str:
     return f"bucket == {literal(bucket)} and key == {literal(key)}"
 
 
+def chunk_id(bucket: str, key: str, document_id: str, index: int, text: str) -> str:
+    """The same chunk of the same document always has the same id: re-ingesting writes the same rows."""
+    content = hashlib.sha1(text.encode()).hexdigest()
+    return hashlib.sha1(f"{bucket}/{key}#{document_id}#{index}:{content}".encode()).hexdigest()
+
+
+def chunk_row(
+    bucket: str,
+    key: str,
+    index: int,
+    text: str,
+    *,
+    document_id: str = "",
+    title: str = "",
+    etag: str = "",
+    published_at: int = 0,
+    meta: dict[str, Any] | None = None,
+    ingested_at: int = 0,
+    vector: list[float] | None = None,
+) -> dict[str, Any]:
+    """One chunk as the collection stores it (its vector may be set later)."""
+    row = {
+        "id": chunk_id(bucket, key, document_id, index, text),
+        "text": text,
+        "bucket": bucket,
+        "key": key,
+        "document_id": document_id,
+        "etag": etag,
+        "chunk_index": index,
+        "title": title[:500],
+        "published_at": published_at,
+        "meta": meta or {},
+        "ingested_at": ingested_at,
+    }
+    return row | ({"vector": vector} if vector is not None else {})
+
+
 @dataclass(frozen=True)
 class Hit:
     id: str
@@ -37,20 +78,35 @@ class Hit:
     title: str
     chunk_index: int
     score: float
+    document_id: str = ""
+    published_at: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        """Where the chunk came from: the object, and the post within it for an export."""
+        return f"{self.bucket}/{self.key}" + (f"#{self.document_id}" if self.document_id else "")
 
     def wire(self) -> dict[str, Any]:
+        published = dt.datetime.fromtimestamp(self.published_at, dt.UTC).isoformat() if self.published_at else None
         return {
             "id": self.id,
             "text": self.text,
-            "source": f"{self.bucket}/{self.key}",
+            "source": self.source,
             "title": self.title,
             "chunk": self.chunk_index,
+            "published": published,
+            "meta": self.meta,
             "score": round(self.score, 4),
         }
 
 
 class CollectionMissing(LookupError):
     pass
+
+
+class CollectionOutdated(RuntimeError):
+    """The collection lacks fields this version writes: it must be re-created and the corpus re-ingested."""
 
 
 class ChunkStore:
@@ -75,7 +131,19 @@ class ChunkStore:
                 self.client.close()
                 raise CollectionMissing(collection)
             self._create(dimension)
+        self._check_fields(uri)
         self.client.load_collection(collection)
+
+    def _check_fields(self, uri: str) -> None:
+        fields = {f["name"] for f in self.client.describe_collection(self.collection)["fields"]}
+        missing = sorted(REQUIRED_FIELDS - fields)
+        if missing:
+            self.client.close()
+            raise CollectionOutdated(
+                f"collection {self.collection!r} at {uri} has no field(s) {missing}: it was created by an older "
+                "llmtwin. Drop it (Milvus Lite: delete the file) or set spec.vectorStore.collection to a new name, "
+                "and the corpus is ingested again."
+            )
 
     def _create(self, dimension: int) -> None:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -85,8 +153,11 @@ class ChunkStore:
         schema.add_field("bucket", DataType.VARCHAR, max_length=128)
         schema.add_field("key", DataType.VARCHAR, max_length=1024)
         schema.add_field("etag", DataType.VARCHAR, max_length=128)
+        schema.add_field("document_id", DataType.VARCHAR, max_length=160)  # a post within an export; "" a file
         schema.add_field("chunk_index", DataType.INT64)
         schema.add_field("title", DataType.VARCHAR, max_length=512)
+        schema.add_field("published_at", DataType.INT64)  # the document's date (since/until filters)
+        schema.add_field("meta", DataType.JSON)  # encoding, front matter, a post's url and tags
         schema.add_field("ingested_at", DataType.INT64)
         index = self.client.prepare_index_params()
         index.add_index(
@@ -97,8 +168,16 @@ class ChunkStore:
     def object_chunks(self, bucket: str, key: str) -> list[dict[str, Any]]:
         with self._lock:
             return self.client.query(
-                self.collection, filter=object_filter(bucket, key), output_fields=["id", "etag", "chunk_index"]
+                self.collection, filter=object_filter(bucket, key), output_fields=["id", "etag", "document_id"]
             )
+
+    def vectors(self, ids: list[str]) -> dict[str, list[float]]:
+        """The stored vectors of these chunks (an unchanged chunk is not embedded again)."""
+        if not ids:
+            return {}
+        with self._lock:
+            rows = self.client.get(self.collection, ids=ids, output_fields=["id", "vector"])
+        return {r["id"]: [float(x) for x in r["vector"]] for r in rows}
 
     def replace_object(self, bucket: str, key: str, rows: list[dict[str, Any]], previous_ids: set[str]) -> None:
         """Upsert the object's new chunks, then drop those of its previous version it no longer has."""
@@ -155,6 +234,9 @@ class ChunkStore:
                 title=r["entity"]["title"],
                 chunk_index=r["entity"]["chunk_index"],
                 score=float(r["distance"]),
+                document_id=r["entity"]["document_id"],
+                published_at=r["entity"]["published_at"],
+                meta=r["entity"]["meta"] or {},
             )
             for r in results
         ]

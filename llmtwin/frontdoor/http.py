@@ -4,13 +4,16 @@
   the retrieved context in the author's voice. The response carries the usual OpenAI fields plus
   `sources` (document, title, chunk, score); a stream ends with one chunk holding `sources`, then
   `[DONE]`.
-- `POST /ask`: `{question, top_k, bucket, key_prefix, since, generate}` -> answer, sources, timings.
+- `POST /ask`: `{question, top_k, bucket, key_prefix, since, until, generate}` -> answer, sources, timings.
+  A document's date is the one it declares (front matter, a post's date, the page's published date),
+  else its object's last modification.
 - `POST /feedback`: `{answer_id, rating: 1 | -1}`, onto the queries topic with the questions.
 - `GET /v1/models`, `GET /healthz`, `GET /status`, `GET /metrics`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 import uuid
@@ -33,7 +36,10 @@ class AskRequest(BaseModel):
     top_k: int | None = Field(default=None, ge=1, le=100)
     bucket: str | None = None
     key_prefix: str | None = None
-    since: int | None = Field(default=None, description="Only chunks ingested at or after this unix time.")
+    since: dt.datetime | None = Field(
+        default=None, description="Only documents dated at or after this (ISO 8601 or unix time; UTC if no zone)."
+    )
+    until: dt.datetime | None = Field(default=None, description="Only documents dated before this.")
     generate: bool = True
     stream: bool = Field(default=False, description="Server-sent events: {delta} per text piece, then the answer.")
 
@@ -171,7 +177,7 @@ def create_app(door: FrontDoor, status: Callable[[], dict[str, Any]]) -> FastAPI
 
     @app.post("/ask", response_model=None)
     async def ask(request: AskRequest) -> JSONResponse | StreamingResponse:
-        flt = source_filter(request.bucket, request.key_prefix, request.since)
+        flt = source_filter(request.bucket, request.key_prefix, request.since, request.until)
         if request.stream:
             return StreamingResponse(
                 iterate_in_threadpool(_ask_events(door, request.question, request.top_k, flt)),

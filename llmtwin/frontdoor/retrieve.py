@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from prometheus_client import Histogram
 
 from llmtwin.api.v1alpha1 import LLMTwin
@@ -11,15 +13,27 @@ from llmtwin.corpus.store import ChunkStore, Hit, literal, store_for
 RETRIEVE_SECONDS = Histogram("llmtwin_retrieve_seconds", "Question embedding + vector search time")
 
 
-def source_filter(bucket: str | None = None, key_prefix: str | None = None, since: int | None = None) -> str:
+def source_filter(
+    bucket: str | None = None,
+    key_prefix: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> str:
+    """A Milvus filter: the chunks of one bucket, under a key prefix, of documents dated in [since, until)."""
     terms = []
     if bucket:
         terms.append(f"bucket == {literal(bucket)}")
     if key_prefix:
         terms.append(f"key like {literal(key_prefix.replace('%', '') + '%')}")
     if since:
-        terms.append(f"ingested_at >= {int(since)}")
+        terms.append(f"published_at >= {_epoch(since)}")
+    if until:
+        terms.append(f"published_at < {_epoch(until)}")
     return " and ".join(terms)
+
+
+def _epoch(moment: dt.datetime) -> int:
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp())
 
 
 class Retriever:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -38,6 +39,7 @@ class ObjectInfo:
     key: str
     size: int
     etag: str
+    modified: int = 0  # last modified, seconds since the epoch: the date of a document that declares none
 
 
 class ObjectStore(Protocol):
@@ -64,7 +66,8 @@ class FolderStore:
         if not path.is_file():
             raise ObjectMissing(f"{bucket}/{key}")
         digest = hashlib.sha1(path.read_bytes()).hexdigest()
-        return ObjectInfo(bucket, key, path.stat().st_size, digest)
+        stat = path.stat()
+        return ObjectInfo(bucket, key, stat.st_size, digest, int(stat.st_mtime))
 
     def read(self, bucket: str, key: str, max_bytes: int) -> bytes:
         path = self.path(bucket, key)
@@ -82,6 +85,10 @@ class FolderStore:
                 yield self.stat(bucket, key)
 
 
+def _epoch(moment: datetime | None) -> int:
+    return int(moment.timestamp()) if moment else 0
+
+
 class MinioStore:
     def __init__(self, client: Minio):
         self.client = client
@@ -93,7 +100,7 @@ class MinioStore:
             if exc.code in ("NoSuchKey", "NoSuchObject"):
                 raise ObjectMissing(f"{bucket}/{key}") from exc
             raise
-        return ObjectInfo(bucket, key, st.size, (st.etag or "").strip('"'))
+        return ObjectInfo(bucket, key, st.size, (st.etag or "").strip('"'), _epoch(st.last_modified))
 
     def read(self, bucket: str, key: str, max_bytes: int) -> bytes:
         response = self.client.get_object(bucket, key)
@@ -111,7 +118,7 @@ class MinioStore:
 
     def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
         for obj in self.client.list_objects(bucket, prefix=prefix, recursive=True):
-            yield ObjectInfo(bucket, obj.object_name, obj.size, (obj.etag or "").strip('"'))
+            yield ObjectInfo(bucket, obj.object_name, obj.size, (obj.etag or "").strip('"'), _epoch(obj.last_modified))
 
 
 class ObjectStores:

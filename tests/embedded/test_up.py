@@ -31,8 +31,8 @@ def run(*args, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300, **kwargs)
 
 
-def ask(twin_file, data_dir, question) -> dict:
-    result = run("ask", question, "-f", str(twin_file), "--data-dir", str(data_dir), "--json")
+def ask(twin_file, data_dir, question, *options: str) -> dict:
+    result = run("ask", question, "-f", str(twin_file), "--data-dir", str(data_dir), "--json", *options)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -120,4 +120,8 @@ def test_up_once_ingests_a_minio_source(tmp_path, twin_file, minio_server):
     assert result.returncode == 0, result.stderr
     assert "'ingested': 2" in result.stderr
     top = ask(twin_file, data_dir, "When does the winter ferry leave?")["sources"][0]
-    assert top["source"] == "posts/2026/posts.jsonl"
+    assert top["source"].startswith("posts/2026/posts.jsonl#") and top["title"] == "The ferry timetable"  # one post
+    # Each post has its date: a question limited to the winter finds the January post, not the later ones
+    # nor gulls.md (no date of its own: dated by its upload, today).
+    winter = ask(twin_file, data_dir, "What is the sea like?", "--since", "2026-01-01", "--until", "2026-02-01")
+    assert [(s["title"], s["published"][:10]) for s in winter["sources"]] == [("On winter swimming", "2026-01-12")]

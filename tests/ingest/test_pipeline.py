@@ -1,5 +1,6 @@
 """Ingestion into Milvus Lite with the real embedding model."""
 
+import json
 from pathlib import Path
 
 from tests.ingest.conftest import drop
@@ -51,22 +52,27 @@ def test_reingest_is_a_noop_overwrite_replaces_delete_removes(pipeline, inbox):
 def test_bad_files_are_recorded_and_the_rest_ingested(pipeline, inbox):
     drop(inbox, "corrupt.pdf", b"%PDF-1.4 garbage that is not a pdf")
     drop(inbox, "empty.md", b"")
-    drop(inbox, "latin1.txt", "crème brûlée".encode("latin-1"))
+    drop(inbox, "binary.txt", bytes(range(256)) * 8)
+    drop(inbox, "latin1.txt", "An old note about crème brûlée at the harbour café.".encode("latin-1"))
     drop(inbox, "huge.txt", "x" * 30_000)  # over the twin's 20 kB maxObjectBytes
     drop(inbox, "good.md", "# Good\n\nThe good file about the harbour master's cat.")
-    outcomes = {k: pipeline.put("essays", k) for k in ("corrupt.pdf", "empty.md", "latin1.txt", "huge.txt", "good.md")}
+    keys = ("corrupt.pdf", "empty.md", "binary.txt", "latin1.txt", "huge.txt", "good.md")
+    outcomes = {k: pipeline.put("essays", k) for k in keys}
     assert {k: o.outcome for k, o in outcomes.items()} == {
         "corrupt.pdf": "rejected",
         "empty.md": "rejected",
-        "latin1.txt": "rejected",
+        "binary.txt": "rejected",
+        "latin1.txt": "ingested",  # an older encoding is text all the same
         "huge.txt": "rejected",
         "good.md": "ingested",
     }
     assert outcomes["corrupt.pdf"].reason.startswith("corrupt")
     assert outcomes["empty.md"].reason.startswith("empty")
-    assert outcomes["latin1.txt"].reason.startswith("not-utf8")
+    assert outcomes["binary.txt"].reason.startswith(("binary", "undecodable"))
     assert outcomes["huge.txt"].reason.startswith("too-large")
-    assert pipeline.store.counts() == (1, 1)
+    assert pipeline.store.counts() == (2, 2)
+    [hit] = pipeline.store.search(pipeline.embedder.embed(["crème brûlée"])[0], 1, 'key == "latin1.txt"')
+    assert "crème brûlée" in hit.text and hit.meta["encoding"] == "cp1252"
 
 
 def test_unsafe_keys_cannot_escape_the_bucket(pipeline, inbox):
@@ -74,3 +80,46 @@ def test_unsafe_keys_cannot_escape_the_bucket(pipeline, inbox):
     outcome = pipeline.put("essays", "../secret.md")
     assert outcome.outcome == "rejected" and outcome.reason.startswith("unsafe-key")
     assert pipeline.store.counts() == (0, 0)
+
+
+def posts(*entries: tuple[str, str, str]) -> str:
+    return "\n".join(
+        json.dumps({"id": i, "title": f"Post {i}", "text": text, "date": date}) for i, text, date in entries
+    )
+
+
+def by_post(pipeline, key: str) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for row in pipeline.store.object_chunks("essays", key):
+        found.setdefault(row["document_id"], set()).add(row["id"])
+    return found
+
+
+def test_an_export_is_one_document_per_post_and_edits_touch_only_their_post(pipeline, inbox):
+    swim = ("swim", "Swam at the slipway this morning. Water at nine degrees. " * 30, "2026-01-12")
+    ferry = ("ferry", "The winter ferry runs at eight and at four; miss it and stay.", "2026-02-03")
+    fog = ("fog", "The foghorn at Gull Rock sounds two notes, low then lower.", "2026-03-01")
+    drop(inbox, "posts.jsonl", posts(swim, ferry, fog))
+    first = pipeline.put("essays", "posts.jsonl")
+    assert (first.outcome, first.documents) == ("ingested", 3) and first.embedded == first.chunks
+    before = by_post(pipeline, "posts.jsonl")
+    assert set(before) == {"swim", "ferry", "fog"} and len(before["swim"]) > 1
+    assert pipeline.store.counts() == (3, first.chunks)
+    [hit] = pipeline.store.search(pipeline.embedder.embed(["When does the ferry run?"])[0], 1)
+    assert (hit.source, hit.title) == ("essays/posts.jsonl#ferry", "Post ferry")
+
+    # The export again, with the ferry post edited and the fog post removed: only the ferry is embedded
+    # again, the fog post's chunks go, the swim post's stay as they were.
+    edited = ("ferry", "The winter ferry now runs at nine and at five.", "2026-02-03")
+    drop(inbox, "posts.jsonl", posts(swim, edited))
+    second = pipeline.put("essays", "posts.jsonl")
+    after = by_post(pipeline, "posts.jsonl")
+    assert set(after) == {"swim", "ferry"} and after["swim"] == before["swim"]
+    assert after["ferry"].isdisjoint(before["ferry"])
+    assert (second.documents, second.embedded) == (2, len(after["ferry"]))
+    [hit] = pipeline.store.search(pipeline.embedder.embed(["When does the ferry run?"])[0], 1)
+    assert "nine and at five" in hit.text
+
+    # The same file once more changes nothing.
+    assert pipeline.put("essays", "posts.jsonl").outcome == "unchanged"
+    assert by_post(pipeline, "posts.jsonl") == after

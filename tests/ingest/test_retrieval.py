@@ -1,5 +1,7 @@
 """Retrieval: filters, and the messages the front door sends to the model server."""
 
+import datetime as dt
+
 import pytest
 
 from llmtwin.frontdoor.retrieve import Retriever, source_filter
@@ -8,7 +10,8 @@ from tests.ingest.conftest import drop
 
 @pytest.fixture
 def retriever(pipeline, inbox, embedder):
-    drop(inbox, "2025/fog.md", "# Fog\n\nFog took the town street by street; the foghorn sounds two notes.")
+    dated = "---\ndate: 2025-11-02\n---\n"  # front matter: the document's date; the ferry note has its file's
+    drop(inbox, "2025/fog.md", dated + "# Fog\n\nFog took the town street by street; the foghorn sounds two notes.")
     drop(inbox, "2026/ferry.md", "# Ferry\n\nThe winter ferry leaves at eight and at four.")
     for key in ("2025/fog.md", "2026/ferry.md"):
         assert pipeline.put("essays", key).outcome == "ingested"
@@ -21,7 +24,18 @@ def test_filters_restrict_sources(retriever):
     only_2026 = retriever.retrieve(question, filter=source_filter(key_prefix="2026/"))
     assert [h.key for h in only_2026] == ["2026/ferry.md"]
     assert retriever.retrieve(question, filter=source_filter(bucket="other")) == []
-    assert retriever.retrieve(question, filter=source_filter(since=4_000_000_000)) == []
+    future = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    assert retriever.retrieve(question, filter=source_filter(since=future)) == []
+
+
+def test_since_and_until_select_documents_by_their_date(retriever):
+    question = "What sound does the foghorn make?"
+    november = dt.datetime(2025, 11, 1)
+    in_2025 = retriever.retrieve(question, filter=source_filter(since=november, until=dt.datetime(2026, 1, 1)))
+    assert [(h.key, h.wire()["published"]) for h in in_2025] == [("2025/fog.md", "2025-11-02T00:00:00+00:00")]
+    # The undated note is dated by its file (today): after the fog essay, inside a window ending tomorrow.
+    recent = retriever.retrieve(question, filter=source_filter(since=dt.datetime(2025, 11, 3)))
+    assert [h.key for h in recent] == ["2026/ferry.md"]
 
 
 def test_the_prompt_speaks_as_the_author_and_carries_the_passages(retriever):

@@ -1,14 +1,15 @@
 """One object event → the twin's chunks in Milvus: fetch, parse, clean, chunk, embed, upsert/delete.
 
-Idempotent: chunk ids are `sha1(bucket/key#index:sha1(text))`, so re-ingesting the same content
+Idempotent: chunk ids are `sha1(bucket/key#document#index:sha1(text))`, so re-ingesting the same content
 writes the same rows; an object whose stored etag matches is skipped before it is even read; an
-overwrite upserts the new chunks and deletes the ones that no longer exist; a delete removes them.
+overwrite upserts the new chunks (embedding only those not stored already) and deletes the ones that no
+longer exist, so an export with an edited post changes that post's chunks and a removed post's go; a
+delete removes them all.
 A document that cannot be ingested is recorded with its reason and never stops the others.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -18,7 +19,7 @@ from prometheus_client import Counter, Histogram
 
 from llmtwin.api.v1alpha1 import LLMTwin, SourceSpec
 from llmtwin.corpus.embed import Embedder
-from llmtwin.corpus.store import ChunkStore
+from llmtwin.corpus.store import ChunkStore, chunk_row
 from llmtwin.sources.objects import ObjectMissing, ObjectStore, ObjectTooLarge, UnsafeKey
 from llmtwin.workflows.ingest.clean import clean
 from llmtwin.workflows.ingest.parse import DocumentRejected, file_type_of, parse
@@ -35,14 +36,11 @@ class Outcome:
     outcome: str  # ingested | unchanged | deleted | rejected | missing
     reason: str = ""
     chunks: int = 0
+    documents: int = 0  # an export's posts with text; 1 for a file
+    embedded: int = 0  # chunks whose text was new or edited (the others kept their stored vectors)
 
     def wire(self) -> dict[str, object]:
         return {k: v for k, v in asdict(self).items() if v not in ("", None)}
-
-
-def chunk_id(bucket: str, key: str, index: int, text: str) -> str:
-    content = hashlib.sha1(text.encode()).hexdigest()
-    return hashlib.sha1(f"{bucket}/{key}#{index}:{content}".encode()).hexdigest()
 
 
 def source_for(twin: LLMTwin, bucket: str, key: str) -> SourceSpec | None:
@@ -83,15 +81,17 @@ class IngestPipeline:
                 if info.size > source.max_object_bytes:
                     raise ObjectTooLarge(f"{info.size} bytes > maxObjectBytes {source.max_object_bytes}")
                 stored = self.store.object_chunks(bucket, key)
+                previous = {r["id"] for r in stored}
                 if stored and all(r["etag"] == info.etag for r in stored):
                     OBJECTS.labels("unchanged", "").inc()
                     return Outcome(bucket, key, "unchanged", chunks=len(stored))
                 data = objects.read(bucket, key, source.max_object_bytes)
             with STAGE_SECONDS.labels("parse").time():
-                doc = parse(key, data, list(source.file_types))
+                documents = parse(key, data, list(source.file_types))
             with STAGE_SECONDS.labels("clean").time():
-                text = clean(doc.text, scrub_pii=self.twin.spec.vector_store.pii_scrub)
-            if not text:
+                scrub = self.twin.spec.vector_store.pii_scrub
+                cleaned = [(doc, text) for doc in documents if (text := clean(doc.text, scrub_pii=scrub))]
+            if not cleaned:
                 raise DocumentRejected("empty", "nothing left after cleaning")
         except ObjectMissing:
             # Deleted between the event and now: the removal event will follow (or already ran).
@@ -103,30 +103,40 @@ class IngestPipeline:
             return self._rejected(bucket, key, "unsafe-key", str(exc))
         except DocumentRejected as exc:
             return self._rejected(bucket, key, exc.reason, exc.detail)
-        with STAGE_SECONDS.labels("chunk").time():
-            pieces = self.splitter.split_text(text)
-        with STAGE_SECONDS.labels("embed").time():
-            vectors = self.embedder.embed(pieces, self.twin.spec.vector_store.embed_batch_size)
         now = int(time.time())
-        rows = [
-            {
-                "id": chunk_id(bucket, key, i, piece),
-                "vector": vec,
-                "text": piece,
-                "bucket": bucket,
-                "key": key,
-                "etag": info.etag,
-                "chunk_index": i,
-                "title": doc.title[:500],
-                "ingested_at": now,
-            }
-            for i, (piece, vec) in enumerate(zip(pieces, vectors, strict=True))
-        ]
+        rows = []
+        with STAGE_SECONDS.labels("chunk").time():
+            for doc, text in cleaned:
+                rows += [
+                    chunk_row(
+                        bucket,
+                        key,
+                        i,
+                        piece,
+                        document_id=doc.document_id,
+                        title=doc.title,
+                        etag=info.etag,
+                        published_at=doc.published_at or info.modified,
+                        meta={**doc.meta, "type": doc.file_type},
+                        ingested_at=now,
+                    )
+                    for i, piece in enumerate(self.splitter.split_text(text))
+                ]
+        with STAGE_SECONDS.labels("embed").time():
+            # A chunk already stored (same document, place and text: same id) keeps its vector; only new or
+            # edited text is embedded, so an export with one edited post embeds that post alone.
+            known = self.store.vectors([r["id"] for r in rows if r["id"] in previous])
+            new = [r for r in rows if r["id"] not in known]
+            vectors = self.embedder.embed([r["text"] for r in new], self.twin.spec.vector_store.embed_batch_size)
+            for row, vector in zip(new, vectors, strict=True):
+                row["vector"] = vector
+            for row in rows:
+                row.setdefault("vector", known.get(row["id"]))
         with STAGE_SECONDS.labels("upsert").time():
-            self.store.replace_object(bucket, key, rows, {r["id"] for r in stored})
+            self.store.replace_object(bucket, key, rows, previous)
         CHUNKS.inc(len(rows))
         OBJECTS.labels("ingested", "").inc()
-        return Outcome(bucket, key, "ingested", chunks=len(rows))
+        return Outcome(bucket, key, "ingested", chunks=len(rows), documents=len(cleaned), embedded=len(new))
 
     def _rejected(self, bucket: str, key: str, reason: str, detail: str) -> Outcome:
         OBJECTS.labels("rejected", reason).inc()
