@@ -172,6 +172,9 @@ DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # The fields that define a collection's vectors: changing one after creation would leave the stored
 # chunks unreadable (another model, dimension or metric) or orphaned (another name). The API server
 # rejects such an update (a CEL transition rule); a new twin is the way to change them.
+# Milvus Lite (a file URI) builds FLAT, IVF_FLAT and AUTOINDEX only; a server builds every type.
+MILVUS_SERVER_ONLY_INDEXES = ("HNSW",)
+MILVUS_LITE_INDEX_MESSAGE = "Milvus Lite (a file uri) has no HNSW index: use AUTOINDEX (the default), FLAT or IVF_FLAT"
 IMMUTABLE_VECTOR_STORE_FIELDS = ("collection", "embeddingModel", "dimension", "metric", "indexType")
 _OPTIONAL_VECTOR_STORE_FIELDS = {"collection"}
 
@@ -197,6 +200,12 @@ class VectorStoreSpec(ApiModel):
                     "chunkOverlap must be smaller than chunkSize",
                     ".chunkOverlap",
                 ),
+                cel(
+                    f"self.uri.startsWith('http://') || self.uri.startsWith('https://') || "
+                    f"!(self.indexType in {list(MILVUS_SERVER_ONLY_INDEXES)})",
+                    MILVUS_LITE_INDEX_MESSAGE,
+                    ".indexType",
+                ),
                 *(immutable(f, f in _OPTIONAL_VECTOR_STORE_FIELDS) for f in IMMUTABLE_VECTOR_STORE_FIELDS),
             ]
         }
@@ -217,7 +226,11 @@ class VectorStoreSpec(ApiModel):
         default=DEFAULT_EMBEDDING_MODEL, min_length=1, description="Sentence-transformers model id or path. Immutable."
     )
     dimension: int = Field(default=384, ge=2, le=32768, description="Embedding dimension of that model. Immutable.")
-    index_type: IndexType = Field(default="HNSW", description="Milvus index type. Immutable.")
+    index_type: IndexType = Field(
+        default="AUTOINDEX",
+        description="Milvus index type: AUTOINDEX lets Milvus choose (a graph index on a server). Milvus Lite (a "
+        "file uri) builds AUTOINDEX, FLAT and IVF_FLAT only. Immutable.",
+    )
     metric: MetricType = Field(default="COSINE", description="Similarity metric. Immutable.")
     chunk_size: int = Field(default=256, ge=16, le=8192, description="Chunk size in tokens.")
     chunk_overlap: int = Field(default=32, ge=0, le=4096, description="Overlap between chunks in tokens.")
@@ -228,6 +241,8 @@ class VectorStoreSpec(ApiModel):
     def _overlap_below_size(self) -> VectorStoreSpec:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("vectorStore.chunkOverlap must be smaller than vectorStore.chunkSize")
+        if not self.uri.startswith(("http://", "https://")) and self.index_type in MILVUS_SERVER_ONLY_INDEXES:
+            raise ValueError(f"vectorStore.indexType: {MILVUS_LITE_INDEX_MESSAGE}")
         return self
 
 

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +16,25 @@ from pymilvus import DataType, MilvusClient
 
 from llmtwin.api.v1alpha1 import LLMTwin
 
+# milvus-lite 2.5 imports pkg_resources (setuptools < 81 is pinned for it): its deprecation notice is ours to
+# act on, not every user's to read.
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+
 OUTPUT_FIELDS = ["id", "text", "bucket", "key", "document_id", "chunk_index", "title", "published_at", "meta"]
 # Fields this version writes; a collection created without them (an older llmtwin) is refused with the fix.
 REQUIRED_FIELDS = {"document_id", "published_at", "meta"}
 SCAN_BATCH = 1000
 INDEX_PARAMS = {"HNSW": {"M": 16, "efConstruction": 200}, "IVF_FLAT": {"nlist": 128}}
 SEARCH_PARAMS = {"HNSW": {"ef": 64}, "IVF_FLAT": {"nprobe": 16}}
+
+
+def milvus_client(uri: str) -> MilvusClient:
+    """A client for a Milvus server (http/https) or a Milvus Lite file.
+
+    No keepalive pings on an idle connection: a server on gRPC's default policy (Milvus Lite's) answers
+    pymilvus' 10 s pings with GOAWAY "too_many_pings" and the next call of a long-lived client fails. A
+    connection that died while idle is dialled again by the next call."""
+    return MilvusClient(uri, grpc_options={"grpc.keepalive_permit_without_calls": False})
 
 
 def literal(value: str) -> str:
@@ -115,13 +129,13 @@ class ChunkStore:
         uri: str,
         collection: str,
         dimension: int,
-        index_type: str = "HNSW",
+        index_type: str = "AUTOINDEX",
         metric: str = "COSINE",
         create: bool = True,
     ):
         if "://" not in uri:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
-        self.client = MilvusClient(uri)
+        self.client = milvus_client(uri)
         self.collection = collection
         self.index_type = index_type
         self.metric = metric
@@ -275,7 +289,7 @@ class ChunkStore:
         return vectors
 
     def flush(self) -> None:
-        """Seal what was written: Milvus Lite searches unsealed (growing) data ~10x slower."""
+        """Seal what was written (after a burst of ingests), so searches read indexed segments."""
         with self._lock:
             self.client.flush(self.collection)
 
@@ -287,7 +301,7 @@ class ChunkStore:
 
 def drop_collection(uri: str, collection: str) -> bool:
     """Remove a twin's collection (deletionPolicy Delete); False if it was not there."""
-    client = MilvusClient(uri)
+    client = milvus_client(uri)
     try:
         if not client.has_collection(collection):
             return False

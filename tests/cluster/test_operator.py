@@ -132,8 +132,9 @@ def test_manual_edit_of_a_child_is_reverted(kube_cluster, operator):
         ),
         (lambda d: d["spec"]["sources"][0].pop("bucket"), "spec.sources[0].bucket"),
         (lambda d: d["spec"]["vectorStore"].update(chunkOverlap=512), "spec.vectorStore.chunkOverlap"),
+        (lambda d: d["spec"]["vectorStore"].update(uri="/data/m.db", indexType="HNSW"), "spec.vectorStore.indexType"),
     ],
-    ids=["negative-rank", "unknown-engine", "decreasing-canary", "missing-bucket", "overlap-too-big"],
+    ids=["negative-rank", "unknown-engine", "decreasing-canary", "missing-bucket", "overlap-too-big", "lite-hnsw"],
 )
 def test_invalid_specs_are_rejected_at_apply_time(kube_cluster, mutate, field):
     doc = twin_doc("invalid")
