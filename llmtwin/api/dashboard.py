@@ -49,6 +49,15 @@ PANELS = [
         "s",
     ),
     Panel(
+        "Retrieval latency p95 (front door)",
+        {
+            "{{mode}}": "histogram_quantile(0.95, sum by (le, mode) "
+            f"(rate(llmtwin_retrieve_seconds_bucket{{{FRONT_DOOR}}}[5m])))",
+        },
+        "s",
+        description="Question embedding plus search, by spec.serving.gateway.retrieval (hybrid, dense, bm25).",
+    ),
+    Panel(
         "Drift score against its threshold",
         {
             "score ({{detector}})": f"max by (detector) ({names.DRIFT_METRIC}{{{TWIN}}})",

@@ -165,6 +165,7 @@ class SourceSpec(ApiModel):
 # ----------------------------------------------------------------------------------- vector store
 
 IndexType = Literal["FLAT", "IVF_FLAT", "HNSW", "AUTOINDEX"]
+RetrievalMode = Literal["hybrid", "dense", "bm25"]
 MetricType = Literal["COSINE", "IP", "L2"]
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -458,6 +459,13 @@ class GatewaySpec(ApiModel):
     """The twin's front door: retrieval and prompt for every question."""
 
     top_k: int = Field(default=4, ge=1, le=100, description="Chunks retrieved per question.")
+    retrieval: RetrievalMode = Field(
+        default="dense",
+        description="How chunks are found: `dense` (embedding similarity), `bm25` (the question's words, rare ones "
+        "weighing more) or `hybrid` (both candidate lists fused by reciprocal rank). Dense is the default because "
+        "it scores best on the labelled paraphrase set over the demo corpus (examples/retrieval-set.yaml; "
+        "figures in the README); hybrid can help where questions name things the text names.",
+    )
     system_prompt: str = Field(
         default=DEFAULT_SYSTEM_PROMPT,
         max_length=20000,

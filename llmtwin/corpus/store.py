@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pymilvus import DataType, MilvusClient
+from pymilvus import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient, RRFRanker
 
 from llmtwin.api.v1alpha1 import LLMTwin
 
@@ -22,7 +22,8 @@ warnings.filterwarnings("ignore", message="pkg_resources is deprecated", categor
 
 OUTPUT_FIELDS = ["id", "text", "bucket", "key", "document_id", "chunk_index", "title", "published_at", "meta"]
 # Fields this version writes; a collection created without them (an older llmtwin) is refused with the fix.
-REQUIRED_FIELDS = {"document_id", "published_at", "meta"}
+REQUIRED_FIELDS = {"document_id", "published_at", "meta", "sparse"}
+TEXT_ANALYZER = {"type": "english"}  # stems and drops stop words: "gulls" finds "gull"
 SCAN_BATCH = 1000
 INDEX_PARAMS = {"HNSW": {"M": 16, "efConstruction": 200}, "IVF_FLAT": {"nlist": 128}}
 SEARCH_PARAMS = {"HNSW": {"ef": 64}, "IVF_FLAT": {"nprobe": 16}}
@@ -115,6 +116,22 @@ class Hit:
         }
 
 
+def _hit(result: dict[str, Any]) -> Hit:
+    entity = result["entity"]
+    return Hit(
+        id=entity["id"],
+        text=entity["text"],
+        bucket=entity["bucket"],
+        key=entity["key"],
+        title=entity["title"],
+        chunk_index=entity["chunk_index"],
+        score=float(result["distance"]),
+        document_id=entity["document_id"],
+        published_at=entity["published_at"],
+        meta=entity["meta"] or {},
+    )
+
+
 class CollectionMissing(LookupError):
     pass
 
@@ -163,7 +180,19 @@ class ChunkStore:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dimension)
-        schema.add_field("text", DataType.VARCHAR, max_length=65535)
+        # BM25 over the text, computed by Milvus on insert (the keyword half of hybrid search).
+        schema.add_field(
+            "text", DataType.VARCHAR, max_length=65535, enable_analyzer=True, analyzer_params=TEXT_ANALYZER
+        )
+        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_function(
+            Function(
+                name="text_bm25",
+                function_type=FunctionType.BM25,
+                input_field_names=["text"],
+                output_field_names=["sparse"],
+            )
+        )
         schema.add_field("bucket", DataType.VARCHAR, max_length=128)
         schema.add_field("key", DataType.VARCHAR, max_length=1024)
         schema.add_field("etag", DataType.VARCHAR, max_length=128)
@@ -177,6 +206,7 @@ class ChunkStore:
         index.add_index(
             "vector", index_type=self.index_type, metric_type=self.metric, params=INDEX_PARAMS.get(self.index_type, {})
         )
+        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         self.client.create_collection(self.collection, schema=schema, index_params=index)
 
     def object_chunks(self, bucket: str, key: str) -> list[dict[str, Any]]:
@@ -230,30 +260,51 @@ class ChunkStore:
         return int(docs), int(chunks)
 
     def search(self, vector: list[float], top_k: int, filter: str = "") -> list[Hit]:
+        """Dense: the chunks nearest to the question's embedding."""
         with self._lock:
             results = self.client.search(
                 self.collection,
                 data=[vector],
+                anns_field="vector",
                 limit=top_k,
                 filter=filter,
                 output_fields=OUTPUT_FIELDS,
-                search_params={"metric_type": self.metric, "params": SEARCH_PARAMS.get(self.index_type, {})},
+                search_params=self._dense_params(),
             )[0]
-        return [
-            Hit(
-                id=r["entity"]["id"],
-                text=r["entity"]["text"],
-                bucket=r["entity"]["bucket"],
-                key=r["entity"]["key"],
-                title=r["entity"]["title"],
-                chunk_index=r["entity"]["chunk_index"],
-                score=float(r["distance"]),
-                document_id=r["entity"]["document_id"],
-                published_at=r["entity"]["published_at"],
-                meta=r["entity"]["meta"] or {},
-            )
-            for r in results
+        return [_hit(r) for r in results]
+
+    def keyword_search(self, text: str, top_k: int, filter: str = "") -> list[Hit]:
+        """BM25: the chunks that share the question's (stemmed) words, rarer words weighing more."""
+        with self._lock:
+            results = self.client.search(
+                self.collection,
+                data=[text],
+                anns_field="sparse",
+                limit=top_k,
+                filter=filter,
+                output_fields=OUTPUT_FIELDS,
+                search_params={"metric_type": "BM25"},
+            )[0]
+        return [_hit(r) for r in results]
+
+    def hybrid_search(
+        self, text: str, vector: list[float], top_k: int, filter: str = "", candidates: int = 20, rrf_k: int = 60
+    ) -> list[Hit]:
+        """Dense and BM25 candidates fused by reciprocal rank (score = sum of 1/(rrf_k + rank)): a chunk either
+        list ranks high comes first, whatever the two scores' scales."""
+        limit = max(candidates, top_k)
+        requests = [
+            AnnSearchRequest(data=[vector], anns_field="vector", param=self._dense_params(), limit=limit, expr=filter),
+            AnnSearchRequest(data=[text], anns_field="sparse", param={"metric_type": "BM25"}, limit=limit, expr=filter),
         ]
+        with self._lock:
+            results = self.client.hybrid_search(
+                self.collection, requests, RRFRanker(rrf_k), limit=top_k, output_fields=OUTPUT_FIELDS
+            )[0]
+        return [_hit(r) for r in results]
+
+    def _dense_params(self) -> dict[str, Any]:
+        return {"metric_type": self.metric, "params": SEARCH_PARAMS.get(self.index_type, {})}
 
     def scan(self, fields: list[str], batch_size: int = SCAN_BATCH) -> Iterator[list[dict[str, Any]]]:
         """Every chunk of the collection, `fields` of each, in batches (a snapshot for the dataset step).

@@ -10,7 +10,9 @@ from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.corpus.embed import Embedder, embedder_for
 from llmtwin.corpus.store import ChunkStore, Hit, literal, store_for
 
-RETRIEVE_SECONDS = Histogram("llmtwin_retrieve_seconds", "Question embedding + vector search time")
+RETRIEVE_SECONDS = Histogram(
+    "llmtwin_retrieve_seconds", "Question embedding + search time, by retrieval mode", ["mode"]
+)
 
 
 def source_filter(
@@ -42,16 +44,23 @@ class Retriever:
         self.store = store or store_for(twin)
         self.embedder = embedder or embedder_for(twin.spec.vector_store.embedding_model)
 
-    def retrieve(self, question: str, top_k: int | None = None, filter: str = "") -> list[Hit]:
-        return self.retrieve_with_vector(question, top_k, filter)[0]
+    def retrieve(self, question: str, top_k: int | None = None, filter: str = "", mode: str | None = None) -> list[Hit]:
+        return self.retrieve_with_vector(question, top_k, filter, mode)[0]
 
     def retrieve_with_vector(
-        self, question: str, top_k: int | None = None, filter: str = ""
+        self, question: str, top_k: int | None = None, filter: str = "", mode: str | None = None
     ) -> tuple[list[Hit], list[float]]:
-        """The hits, and the question's embedding (the drift monitor's input)."""
-        with RETRIEVE_SECONDS.time():
+        """The hits (by `spec.serving.gateway.retrieval`, unless `mode` says otherwise), and the question's
+        embedding (the drift monitor's input, whatever the mode)."""
+        gateway = self.twin.spec.serving.gateway
+        k, mode = top_k or gateway.top_k, mode or gateway.retrieval
+        with RETRIEVE_SECONDS.labels(mode).time():
             vector = self.embedder.embed([question])[0]
-            return self.store.search(vector, top_k or self.twin.spec.serving.gateway.top_k, filter), vector
+            if mode == "bm25":
+                return self.store.keyword_search(question, k, filter), vector
+            if mode == "dense":
+                return self.store.search(vector, k, filter), vector
+            return self.store.hybrid_search(question, vector, k, filter), vector
 
     def messages(self, question: str, hits: list[Hit]) -> list[dict[str, str]]:
         """The spec's system prompt and prompt template, filled with the author, their style notes, the
