@@ -4,7 +4,8 @@
    route, coalesce, submit Workflows into the real API server, commit) consumes them, and so does a
    bare kafka-python loop (poll + commit, nothing else) in another consumer group: same messages,
    ratio ours/bare. Two workloads: an editing session (each key saved ~10 times, so coalescing
-   matters) and the worst case (every event a different object: one Workflow each). The worst case
+   matters) and a flood of new objects (every event a different object: batched into Workflows of
+   spec.ingest.batchSize objects). The flood
    runs twice: with Argo's full Workflow CRD (what the tests install, so every field is validated)
    and with the minimal CRD that Argo's own install manifests ship (no per-field schema).
 2. Latency: paced uploads to MinIO -> bucket notification -> Kafka -> gateway -> Workflow created,
@@ -46,6 +47,8 @@ from llmtwin.events.routing import KubernetesTwins  # noqa: E402
 from llmtwin.events.submit import KubernetesSubmitter  # noqa: E402
 from llmtwin.kube import api_client  # noqa: E402
 from llmtwin.operator.eventplane.topics import ensure_topics  # noqa: E402
+from llmtwin.sources.changes import decode_changes  # noqa: E402
+from llmtwin.workflows.templates import workflow_parameters  # noqa: E402
 from tests.harness.kafka import KafkaBroker  # noqa: E402
 from tests.harness.kube import KubeCluster, pinned_version  # noqa: E402
 from tests.harness.minio import MinioServer, kafka_notify_env, notify_kafka  # noqa: E402
@@ -179,9 +182,10 @@ def latency(
             timeout_seconds=600,
         )
         for event in stream:
-            params = {p["name"]: p.get("value") for p in event["object"]["spec"]["arguments"]["parameters"]}
-            if event["type"] == "ADDED" and params["bucket"] == bucket and params["key"].startswith("latency/"):
-                created.setdefault(params["key"], time.time())
+            changes = decode_changes(workflow_parameters(event["object"])["objects"])
+            for change in changes if event["type"] == "ADDED" else []:
+                if change.bucket == bucket and change.key.startswith("latency/"):
+                    created.setdefault(change.key, time.time())
             if len(created) >= uploads or stop.is_set():
                 return
 
@@ -260,7 +264,9 @@ def main() -> None:
         before = workflow_count(kube)
         editing = throughput(kafka.bootstrap, kube.kubeconfig, "editing", editing_keys, stop)
         editing_workflows = workflow_count(kube) - before
+        before = workflow_count(kube)
         unique = throughput(kafka.bootstrap, kube.kubeconfig, "unique", unique_keys, stop)
+        unique_workflows = workflow_count(kube) - before
         direct_delays = latency(kube, direct, DIRECT_BUCKET, kafka.bootstrap, uploads, stop, args.smoke)
         queued_delays = latency(kube, queued, BUCKET, kafka.bootstrap, uploads, stop, args.smoke)
         # Last: the CRD swap must not change the other rows.
@@ -280,8 +286,12 @@ def main() -> None:
         ("editing: gateway (events/s)", f"{editing['ours']:.0f}", f"{editing_workflows} Workflows created"),
         ("editing: ratio gateway / bare", f"{editing['ours'] / editing['bare']:.2f}", "target >= 0.5"),
         ("unique keys: bare consumer loop (events/s)", f"{unique['bare']:.0f}", f"{len(unique_keys)} events"),
-        ("unique keys: gateway (events/s)", f"{unique['ours']:.0f}", "one Workflow per event (worst case)"),
-        ("unique keys: ratio gateway / bare", f"{unique['ours'] / unique['bare']:.2f}", "bound by API-server creates"),
+        (
+            "unique keys: gateway (events/s)",
+            f"{unique['ours']:.0f}",
+            f"{unique_workflows} Workflows (spec.ingest.batchSize objects each); target >= 1000",
+        ),
+        ("unique keys: ratio gateway / bare", f"{unique['ours'] / unique['bare']:.2f}", "target >= 0.5"),
     ]
     if minimal_crd:
         rows += [

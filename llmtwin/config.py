@@ -147,6 +147,14 @@ class GatewaySettings(PlatformSettings, _KubeAccess, _DriftMonitor):
         validation_alias="LLMTWIN_GATEWAY_COALESCE_SECONDS",
         description="Events for one object within this window after a batch's first message become one ingest.",
     )
+    max_batch_messages: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        validation_alias="LLMTWIN_GATEWAY_MAX_BATCH_MESSAGES",
+        description="Messages handled (and committed) together at most: a flood of uploads becomes batches of this "
+        "many, each split into ingest Workflows of spec.ingest.batchSize objects per twin.",
+    )
     max_body_bytes: int = Field(
         1024 * 1024,
         ge=1024,

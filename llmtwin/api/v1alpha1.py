@@ -247,6 +247,19 @@ class VectorStoreSpec(ApiModel):
         return self
 
 
+class IngestSpec(ApiModel):
+    """How the event gateway turns this twin's object events into ingest Workflows."""
+
+    batch_size: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="Objects per ingest Workflow: the twin's objects that change within the gateway's coalescing "
+        "window are ingested together, at most this many per Workflow (one pod; embeddings batched across files). "
+        "The twin's ingest Workflows run one at a time.",
+    )
+
+
 # --------------------------------------------------------------------------------------- training
 
 
@@ -466,6 +479,12 @@ class GatewaySpec(ApiModel):
         "it scores best on the labelled paraphrase set over the demo corpus (examples/retrieval-set.yaml; "
         "figures in the README); hybrid can help where questions name things the text names.",
     )
+    self_query: bool = Field(
+        default=False,
+        description='Filter by the dates a question names ("what did I write in February 2026?", "since 2025"):'
+        " the documents' own dates (front matter, a post's date, else the file's). Off by default: a year in a "
+        'question is as often its topic ("what was built in 1842?").',
+    )
     system_prompt: str = Field(
         default=DEFAULT_SYSTEM_PROMPT,
         max_length=20000,
@@ -618,6 +637,7 @@ class LLMTwinSpec(ApiModel):
     vector_store: VectorStoreSpec = Field(
         default_factory=VectorStoreSpec, description="Where chunks live and how they are cut and embedded."
     )
+    ingest: IngestSpec = Field(default_factory=IngestSpec, description="How object events become ingest Workflows.")
     training: TrainingSpec = Field(default_factory=TrainingSpec, description="LoRA retraining settings.")
     serving: ServingSpec = Field(default_factory=ServingSpec, description="Model server, canary and front door.")
     drift: DriftSpec = Field(default_factory=DriftSpec, description="Drift detection that triggers retraining.")

@@ -261,29 +261,24 @@ class ChunkStore:
 
     def search(self, vector: list[float], top_k: int, filter: str = "") -> list[Hit]:
         """Dense: the chunks nearest to the question's embedding."""
-        with self._lock:
-            results = self.client.search(
-                self.collection,
-                data=[vector],
-                anns_field="vector",
-                limit=top_k,
-                filter=filter,
-                output_fields=OUTPUT_FIELDS,
-                search_params=self._dense_params(),
-            )[0]
-        return [_hit(r) for r in results]
+        return self._search(vector, "vector", self._dense_params(), top_k, filter)
 
     def keyword_search(self, text: str, top_k: int, filter: str = "") -> list[Hit]:
         """BM25: the chunks that share the question's (stemmed) words, rarer words weighing more."""
+        return self._search(text, "sparse", {"metric_type": "BM25"}, top_k, filter)
+
+    def _search(
+        self, query: list[float] | str, field: str, params: dict[str, Any], top_k: int, filter: str
+    ) -> list[Hit]:
         with self._lock:
             results = self.client.search(
                 self.collection,
-                data=[text],
-                anns_field="sparse",
+                data=[query],
+                anns_field=field,
                 limit=top_k,
                 filter=filter,
                 output_fields=OUTPUT_FIELDS,
-                search_params={"metric_type": "BM25"},
+                search_params=params,
             )[0]
         return [_hit(r) for r in results]
 

@@ -6,19 +6,11 @@ is listed from MinIO/S3 instead (no bucket notifications reach a laptop without 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from llmtwin.api.v1alpha1 import SourceSpec
+from llmtwin.sources.changes import ObjectChange
 from llmtwin.sources.objects import ObjectStore
-
-
-@dataclass(frozen=True)
-class ObjectChange:
-    bucket: str
-    key: str
-    event_type: Literal["put", "delete"]
 
 
 def pending_changes(

@@ -3,8 +3,8 @@
 The inbox folder stands in for the MinIO bucket (`<data-dir>/inbox/<bucket>/<key>`), watchdog for
 bucket notifications (it publishes MinIO-format records), an in-process queue for Kafka, the event
 gateway's `ObjectGateway` (parse, route, coalesce, dead-letter: the same code the cluster runs) and
-the local runner for Argo: every change becomes the same `ingest` Workflow, executed by the same
-`ingest-object` step, with a step context built here instead of from a pod's mounts.
+the local runner for Argo: changes become the same batched `ingest` Workflows, executed by the same
+`ingest-objects` step, with a step context built here instead of from a pod's mounts.
 On start the inbox is reconciled against the collection (changed while down → re-ingested, removed
 while down → deleted), so stopping at any moment loses nothing.
 """
@@ -24,18 +24,19 @@ from llmtwin.config import EmbeddedSettings
 from llmtwin.corpus.store import store_for
 from llmtwin.embedded import inbox, watch
 from llmtwin.embedded.drift import EmbeddedDrift
-from llmtwin.embedded.inbox import ObjectChange
 from llmtwin.events.gateway import DeadLetters, ObjectGateway, consume
 from llmtwin.events.queue import InProcessQueue, Message
 from llmtwin.events.records import minio_message
 from llmtwin.events.routing import StaticTwins
 from llmtwin.events.submit import LocalSubmitter
 from llmtwin.models.resolve import ModelResolver
+from llmtwin.sources.changes import ObjectChange, decode_changes
 from llmtwin.sources.credentials import SecretFiles
 from llmtwin.sources.objects import FolderStore, ObjectStore, ObjectStores, UnsafeKey
 from llmtwin.workflows.runner import LocalRunner, WorkflowFailed
 from llmtwin.workflows.status import FileStatusReporter
 from llmtwin.workflows.steps import StepContext
+from llmtwin.workflows.templates import INGEST_STEP, workflow_parameters
 
 log = logging.getLogger(__name__)
 COALESCE_SECONDS = 0.3  # editors write a file in several steps; wait for the burst to end
@@ -164,7 +165,7 @@ class EmbeddedTwin:
 
     def sync(self) -> None:
         """Handle everything queued so far, then return (`llmtwin up --once`)."""
-        while messages := self.consumer.poll(0, 50):
+        while messages := self.consumer.poll(0, self.twin.spec.ingest.batch_size):  # one Workflow per batch
             self.handle(messages)
             self.consumer.commit()
 
@@ -173,19 +174,23 @@ class EmbeddedTwin:
         consume(self.consumer, self.settings.objects_topic, self.handle, stop, window=COALESCE_SECONDS)
 
     def _workflow_done(self, workflow: dict[str, Any], outcome: Any) -> None:
-        params = {p["name"]: p.get("value", "") for p in workflow["spec"]["arguments"]["parameters"]}
+        params = workflow_parameters(workflow)
         if workflow["metadata"]["labels"].get(KIND_LABEL) == "retrain":
             self.on_result(retrain_result(params, outcome))
             return
-        bucket, key = params["bucket"], params["key"]
         if isinstance(outcome, WorkflowFailed):
-            log.error("%s/%s: %s", bucket, key, outcome)
-            self.status.report(self.twin, {"lastError": f"{bucket}/{key}: {outcome.cause}"})
-            self.on_result({"bucket": bucket, "key": key, "outcome": "failed", "reason": str(outcome.cause)})
+            changes = decode_changes(params["objects"])
+            log.error("ingest of %d objects failed: %s", len(changes), outcome)
+            first = f"{changes[0].bucket}/{changes[0].key}" if changes else "ingest"
+            self.status.report(self.twin, {"lastError": f"{first}: {outcome.cause}"})
+            for change in changes:
+                failed = {"bucket": change.bucket, "key": change.key, "outcome": "failed", "reason": str(outcome.cause)}
+                self.on_result(failed)
         elif isinstance(outcome, Exception):
             raise outcome  # not a step failure: a bug in the runner; let it surface
         else:
-            self.on_result(outcome.outputs["ingest-object"])
+            for result in outcome.outputs[INGEST_STEP]["objects"]:
+                self.on_result(result)
 
 
 def retrain_result(params: dict[str, str], outcome: Any) -> Result:

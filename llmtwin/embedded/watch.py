@@ -8,7 +8,8 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from llmtwin.embedded.inbox import ObjectChange, change_for_path
+from llmtwin.embedded.inbox import change_for_path
+from llmtwin.sources.changes import ObjectChange
 
 IGNORED_EVENTS = ("opened", "closed_no_write")
 

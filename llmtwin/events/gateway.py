@@ -10,11 +10,20 @@ Coalescing: within one batch, only the newest event (MinIO's sequencer) per buck
 A batch is what arrives within the coalescing window (`LLMTWIN_GATEWAY_COALESCE_SECONDS`, default
 0.3 s) after its first message, up to 500 messages: a burst of writes to one key inside the window
 becomes one ingest of the final state; a longer burst becomes one ingest per window, the last one
-carrying the final etag. Ingests of one object hold an Argo mutex, so they never run concurrently.
+carrying the final etag.
+
+Batching: a twin's objects of one batch become ceil(n / spec.ingest.batchSize) ingest Workflows, each
+carrying its list of objects (sorted, so the same events make the same Workflows) and named from their
+events. A replay may split events differently from the first delivery (a crash between submitting and
+committing, then a poll that returns more): so when a batch does not continue where the gateway's last
+batch of that partition ended, the gateway first asks the API which events the twin's ingest Workflows
+already carry, and submits only the others. Each event is thus submitted once. A twin's ingests hold one
+Argo mutex: they run one at a time, so two ingests of one object never run at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -24,7 +33,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from llmtwin.api.names import ALERT_ACTION_LABEL, RETRAIN_ACTION
+from llmtwin.api.names import ALERT_ACTION_LABEL, KIND_LABEL, RETRAIN_ACTION, TWIN_LABEL
 from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.events.alerts import AlertEvent, parse_alert_record
 from llmtwin.events.queue import Consumer, Message, Producer
@@ -32,7 +41,8 @@ from llmtwin.events.records import MalformedEvent, ObjectEvent, parse_minio_mess
 from llmtwin.events.retrains import RetrainLedger, retrain_decision, started
 from llmtwin.events.routing import TwinDirectory, route
 from llmtwin.events.submit import Stopped, SubmissionRejected, Submitter
-from llmtwin.workflows.templates import RETRAIN_DEADLINE_SECONDS, build_workflow
+from llmtwin.sources.changes import ObjectChange, decode_changes, encode_changes
+from llmtwin.workflows.templates import RETRAIN_DEADLINE_SECONDS, build_workflow, workflow_parameters
 
 log = logging.getLogger(__name__)
 
@@ -88,17 +98,28 @@ def coalesce(events: list[tuple[ObjectEvent, Message]]) -> list[tuple[ObjectEven
     return [(event, message) for _, event, message in newest.values()]
 
 
-def ingest_workflow(twin: LLMTwin, event: ObjectEvent) -> dict[str, Any]:
-    params = {
-        "bucket": event.bucket,
-        "key": event.key,
-        "event_type": event.event_type,
-        "etag": event.etag,
-        "version_id": event.version_id,
-        "event_id": event.event_id,
-    }
+def ingest_batches(twin: LLMTwin, events: list[ObjectEvent]) -> list[list[ObjectEvent]]:
+    """The twin's events in Workflow-sized batches: sorted by object, so the same events always make the
+    same batches (and a replay the same Workflow names), at most `spec.ingest.batchSize` each."""
+    ordered = sorted(events, key=lambda e: (e.bucket, e.key, e.order))
+    size = twin.spec.ingest.batch_size
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
+def ingest_mutex(twin: LLMTwin) -> str:
+    """The Argo mutex a twin's ingests share: they run one at a time, so two ingests of one object never
+    overlap (and a Milvus collection has one writer)."""
+    digest = hashlib.sha1(f"{twin.namespace}/{twin.name}".encode()).hexdigest()[:20]
+    return f"llmtwin-ingest-{digest}"
+
+
+def ingest_workflow(twin: LLMTwin, events: list[ObjectEvent]) -> dict[str, Any]:
+    """One Workflow for a batch of object events; its name derives from the events' own dedupe keys."""
+    changes = [ObjectChange(e.bucket, e.key, e.event_type, e.etag, e.version_id, e.event_id) for e in events]
     ns, name = twin.namespace, twin.name
-    return build_workflow(twin, "ingest", params, event.dedupe_key(ns, name), mutex=event.mutex(ns, name))
+    keys = "\n".join(e.dedupe_key(ns, name) for e in events)
+    dedupe_key = f"{ns}/{name}/{len(events)} objects/{hashlib.sha1(keys.encode()).hexdigest()}"
+    return build_workflow(twin, "ingest", {"objects": encode_changes(changes)}, dedupe_key, mutex=ingest_mutex(twin))
 
 
 def retrain_workflow(twin: LLMTwin, alert: AlertEvent) -> dict[str, Any]:
@@ -124,6 +145,7 @@ class ObjectGateway:
         self.clock = clock
         # Submissions of one batch go out in parallel: the API round trip dominates.
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="submit")
+        self._next_offsets: dict[tuple[str, int], int] = {}  # (topic, partition) -> the offset that follows
 
     def handle(self, messages: list[Message]) -> None:
         events: list[tuple[ObjectEvent, Message]] = []
@@ -135,24 +157,64 @@ class ObjectGateway:
                 self.dead_letters.send(message, exc.reason, exc.detail)
         latest = coalesce(events)
         COALESCED.inc(len(events) - len(latest))
-        jobs = []
+        by_twin: dict[tuple[str, str], tuple[LLMTwin, list[tuple[ObjectEvent, Message]]]] = {}
         for event, message in latest:
             twins = route(self.twins.twins(), event) or route(self.twins.twins(refresh=True), event)
             if not twins:
                 self.dead_letters.send(message, "unroutable", f"no twin has a source for {event.bucket}/{event.key}")
-            jobs += [(twin, event, message) for twin in twins]
-        for (_, _, message), rejected in zip(jobs, self.pool.map(self._submit, jobs), strict=True):
+            for twin in twins:
+                by_twin.setdefault((twin.namespace, twin.name), (twin, []))[1].append((event, message))
+        replaying = self._may_repeat(messages)
+        jobs = []
+        for twin, routed in by_twin.values():
+            if replaying:
+                done = self._submitted_event_ids(twin)
+                routed = [(event, message) for event, message in routed if event.event_id not in done]
+            messages_of = {id(event): message for event, message in routed}
+            for batch in ingest_batches(twin, [event for event, _ in routed]):
+                jobs.append((twin, batch, [messages_of[id(event)] for event in batch]))
+        for (_, _, batch_messages), rejected in zip(jobs, self.pool.map(self._submit, jobs), strict=True):
             if rejected:
-                self.dead_letters.send(message, "rejected", str(rejected))
+                for message in batch_messages:
+                    self.dead_letters.send(message, "rejected", str(rejected))
         self.dead_letters.flush()
+        for message in messages:
+            if message.offset >= 0:
+                position = (message.topic, message.partition)
+                self._next_offsets[position] = max(self._next_offsets.get(position, 0), message.offset + 1)
 
-    def _submit(self, job: tuple[LLMTwin, ObjectEvent, Message]) -> SubmissionRejected | None:
-        twin, event, _ = job
+    def _may_repeat(self, messages: list[Message]) -> bool:
+        """Whether the batch may hold events a Workflow already carries: it does not start where this gateway's
+        last batch of the partition ended (the first batch after a start or a rebalance, a replay after a
+        failed batch). A message without a position (an HTTP CloudEvent) is a batch of its own, whose
+        Workflow name its event decides."""
+        first: dict[tuple[str, int], int] = {}
+        for message in messages:
+            if message.offset >= 0:
+                position = (message.topic, message.partition)
+                first[position] = min(first.get(position, message.offset), message.offset)
+        return any(self._next_offsets.get(position) != offset for position, offset in first.items())
+
+    def _submitted_event_ids(self, twin: LLMTwin) -> set[str]:
+        """The events the twin's existing ingest Workflows carry (one list call, on a possible replay only)."""
+        ids: set[str] = set()
+        for workflow in self.submitter.existing(twin.namespace, {TWIN_LABEL: twin.name, KIND_LABEL: "ingest"}):
+            try:
+                changes = decode_changes(workflow_parameters(workflow).get("objects", "[]"))
+                ids |= {change.event_id for change in changes}
+            except ValueError:
+                continue  # not one of ours (an older parameter format): nothing to skip
+        return ids
+
+    def _submit(self, job: tuple[LLMTwin, list[ObjectEvent], list[Message]]) -> SubmissionRejected | None:
+        twin, batch, _ = job
         try:
-            self.submitter.submit(ingest_workflow(twin, event))
+            self.submitter.submit(ingest_workflow(twin, batch))
         except SubmissionRejected as exc:
             return exc
-        LATENCY.labels("ingest").observe(max(0.0, self.clock() - event.event_time))
+        now = self.clock()
+        for event in batch:
+            LATENCY.labels("ingest").observe(max(0.0, now - event.event_time))
         return None
 
     def close(self) -> None:

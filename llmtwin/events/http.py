@@ -82,7 +82,8 @@ def message_from_cloudevent(event, config: HttpConfig) -> Message:
         value = data.encode() if isinstance(data, str) else data
     topic = event.get_source().rpartition("#")[2] or config.objects_topic  # KafkaSource: ".../kafkasources/x#topic"
     key = event.get_extension("key")
-    return Message(topic, value, key=key.encode() if isinstance(key, str) else None)
+    # No partition position: a delivery is its own batch (see ObjectGateway._may_repeat).
+    return Message(topic, value, key=key.encode() if isinstance(key, str) else None, offset=-1)
 
 
 def create_app(

@@ -64,11 +64,6 @@ class ObjectEvent:
             (twin_namespace, twin_name, self.bucket, self.key, self.revision, self.event_type, self.sequencer)
         )
 
-    def mutex(self, twin_namespace: str, twin_name: str) -> str:
-        """The Argo mutex all ingests of this object share (a hash: keys may hold any character)."""
-        digest = hashlib.sha1(f"{twin_namespace}/{twin_name}/{self.bucket}/{self.key}".encode()).hexdigest()[:20]
-        return f"llmtwin-object-{digest}"
-
 
 def _field(record: dict[str, Any], *path: str, required: bool = True, default: Any = "") -> Any:
     value: Any = record

@@ -68,7 +68,7 @@ def run_gateway(settings: GatewaySettings, consumers: bool, stop: threading.Even
         for topic, handle in handlers.items():
             loop = threading.Thread(
                 target=_consume_until_stopped,
-                args=(settings.kafka_bootstrap, topic, groups[topic], handle, stop, settings.coalesce_seconds),
+                args=(settings.kafka_bootstrap, topic, groups[topic], handle, stop, settings),
                 name=f"consume-{topic}",
                 daemon=True,
             )
@@ -103,7 +103,7 @@ def run_gateway(settings: GatewaySettings, consumers: bool, stop: threading.Even
 
 
 def _consume_until_stopped(
-    bootstrap: str, topic: str, group: str, handle, stop: threading.Event, window: float
+    bootstrap: str, topic: str, group: str, handle, stop: threading.Event, settings: GatewaySettings
 ) -> None:
     """Consume; after any failure (broker gone, DLQ unwritable) start over from the committed offsets.
 
@@ -115,7 +115,14 @@ def _consume_until_stopped(
         consumer = None
         try:
             consumer = KafkaMessageConsumer(bootstrap, topic, group)
-            consume(consumer, topic, handle, stop, window=window)
+            consume(
+                consumer,
+                topic,
+                handle,
+                stop,
+                max_records=settings.max_batch_messages,
+                window=settings.coalesce_seconds,
+            )
         except Exception as exc:
             delay = next(delays)
             log.error("consumer for %s failed (%s); restarting from committed offsets in %.0fs", topic, exc, delay)

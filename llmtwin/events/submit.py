@@ -42,6 +42,9 @@ class Submitter(Protocol):
     def submit(self, workflow: dict[str, Any]) -> str:
         """Create the Workflow (or find it already created); returns its name once it is durable."""
 
+    def existing(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """The Workflows with these labels: what an earlier run of the gateway may already have created."""
+
 
 @dataclass
 class Backoff:
@@ -124,6 +127,15 @@ class KubernetesSubmitter:
 
         return retry("create workflow", create, transient_api_error, self.stop, self.backoff)
 
+    def existing(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+        def workflows() -> list[dict[str, Any]]:
+            found = self.api.list_namespaced_custom_object(*ARGO[:2], namespace, ARGO[2], label_selector=selector)
+            return found.get("items", [])
+
+        return retry("list workflows", workflows, transient_api_error, self.stop, self.backoff)
+
 
 class LocalSubmitter:
     """Hands each Workflow to the twin's `LocalRunner` and runs it to completion (embedded mode).
@@ -139,7 +151,7 @@ class LocalSubmitter:
     ):
         self.runners = runners  # (namespace, twin) -> llmtwin.workflows.runner.LocalRunner
         self.on_result = on_result
-        self.submitted: set[str] = set()  # Workflow names: a replay of one is "exists", as in the API
+        self.submitted: dict[str, dict[str, Any]] = {}  # name -> Workflow: a replay of one is "exists", as in the API
         self._lock = threading.Lock()
 
     def submit(self, workflow: dict[str, Any]) -> str:
@@ -151,7 +163,7 @@ class LocalSubmitter:
             if name in self.submitted:
                 SUBMISSIONS.labels(kind, "exists").inc()
                 return name
-            self.submitted.add(name)
+            self.submitted[name] = workflow
         SUBMISSIONS.labels(kind, "created").inc()
         try:
             outcome = self.runners[owner].run(workflow)
@@ -161,3 +173,12 @@ class LocalSubmitter:
         if self.on_result:
             self.on_result(workflow, outcome)
         return name
+
+    def existing(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        with self._lock:
+            runs = list(self.submitted.values())
+        return [
+            w
+            for w in runs
+            if w["metadata"]["namespace"] == namespace and labels.items() <= w["metadata"].get("labels", {}).items()
+        ]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from prometheus_client import Histogram
 
 from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.corpus.embed import Embedder, embedder_for
 from llmtwin.corpus.store import ChunkStore, Hit, literal, store_for
+from llmtwin.frontdoor.selfquery import date_window
 
 RETRIEVE_SECONDS = Histogram(
     "llmtwin_retrieve_seconds", "Question embedding + search time, by retrieval mode", ["mode"]
@@ -39,8 +41,15 @@ def _epoch(moment: dt.datetime) -> int:
 
 
 class Retriever:
-    def __init__(self, twin: LLMTwin, store: ChunkStore | None = None, embedder: Embedder | None = None):
+    def __init__(
+        self,
+        twin: LLMTwin,
+        store: ChunkStore | None = None,
+        embedder: Embedder | None = None,
+        today: Callable[[], dt.date] = dt.date.today,
+    ):
         self.twin = twin
+        self.today = today  # what "in March" means: the latest March up to today
         self.store = store or store_for(twin)
         self.embedder = embedder or embedder_for(twin.spec.vector_store.embedding_model)
 
@@ -54,6 +63,8 @@ class Retriever:
         embedding (the drift monitor's input, whatever the mode)."""
         gateway = self.twin.spec.serving.gateway
         k, mode = top_k or gateway.top_k, mode or gateway.retrieval
+        if gateway.self_query and (window := date_window(question, self.today())):
+            filter = " and ".join(f"({f})" for f in (filter, source_filter(since=window[0], until=window[1])) if f)
         with RETRIEVE_SECONDS.labels(mode).time():
             vector = self.embedder.embed([question])[0]
             if mode == "bm25":

@@ -29,7 +29,9 @@ TWIN_FILE = f"{CONFIG_MOUNT}/twin.json"
 WORKSPACE_MOUNT = "/workspace"
 SECRETS_MOUNT = "/var/run/secrets/llmtwin"
 
-INGEST_PARAMS = ("twin", "bucket", "key", "event_type", "etag", "version_id", "event_id")
+# `objects`: a JSON list of object changes ({bucket, key, event_type, etag, version_id, event_id}).
+INGEST_PARAMS = ("twin", "objects")
+INGEST_STEP = "ingest-objects"
 RETRAIN_PARAMS = ("twin", "event_id", "reason")
 # Retrain DAG: each step reads what the previous one left in the shared workspace volume.
 RETRAIN_STEPS = ("retrain-dataset", "retrain-train", "retrain-evaluate", "retrain-register")
@@ -154,12 +156,12 @@ def _pass_through(params: tuple[str, ...]) -> dict[str, str]:
 
 
 def ingest_template(twin: LLMTwin, settings: PlatformSettings) -> dict[str, Any]:
-    """One object event -> fetch, parse, clean, chunk, embed, upsert/delete (a single pod: small work)."""
+    """A batch of object changes -> fetch, parse, clean, chunk, embed (across files), upsert/delete, in one pod."""
     with _template(twin, settings, "ingest", INGEST_PARAMS) as wt:
         wt.volumes.append(models.Volume(name="workspace", empty_dir=models.EmptyDirVolumeSource()))
-        ingest = _step("ingest-object", INGEST_PARAMS, twin, settings, ComputeSpec(cpu="1", memory="2Gi"))
+        ingest = _step(INGEST_STEP, INGEST_PARAMS, twin, settings, ComputeSpec(cpu="1", memory="2Gi"))
         with DAG(name="ingest"):
-            ingest(name="ingest-object", arguments=_pass_through(INGEST_PARAMS))
+            ingest(name=INGEST_STEP, arguments=_pass_through(INGEST_PARAMS))
     return wt.to_dict()
 
 
@@ -225,7 +227,7 @@ def build_workflow(
     """A `Workflow` submission that runs the twin's template with these parameters.
 
     `mutex`: Workflows holding the same mutex run one at a time, in creation order (Argo
-    synchronization); ingests of one object use it so that two versions never write at once.
+    synchronization); a twin's ingests share one, so two ingests of an object never run at once.
     """
     expected = INGEST_PARAMS if kind == "ingest" else RETRAIN_PARAMS
     unknown = set(params) - set(expected)
@@ -242,3 +244,8 @@ def build_workflow(
         synchronization=models.Synchronization(mutexes=[models.Mutex(name=mutex)]) if mutex else None,
     )
     return workflow.to_dict()
+
+
+def workflow_parameters(workflow: dict[str, Any]) -> dict[str, str]:
+    """A Workflow's arguments, name -> value."""
+    return {p["name"]: str(p.get("value", "")) for p in workflow["spec"].get("arguments", {}).get("parameters", [])}

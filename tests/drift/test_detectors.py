@@ -71,8 +71,9 @@ def test_on_topic_questions_stay_under_every_threshold_and_another_domain_goes_o
     from llmtwin.workflows.ingest.parse import parse
 
     corpus = [
-        parse(p.name, p.read_bytes(), ["txt", "md", "html", "pdf", "json", "jsonl"]).text
+        document.text
         for p in sorted(pathlib.Path(ROOT / "examples/corpus").iterdir())
+        for document in parse(p.name, p.read_bytes(), ["txt", "md", "html", "pdf", "json", "jsonl"])
     ]
     reference, on, off = (np.asarray(embedder.embed(t)) for t in (corpus, ON_TOPIC, OFF_TOPIC))
     first, later = on[:10], on[10:]

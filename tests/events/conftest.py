@@ -67,6 +67,8 @@ def gateway(kube_cluster, kafka_broker, event_plane, tmp_path_factory):
             "LLMTWIN_WEBHOOK_TOKEN_FILE": str(workdir / "token"),
             # Small, so the 413 test's body fits in the socket buffer (no broken pipe before the reply).
             "LLMTWIN_GATEWAY_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+            # A flood of 1,000 uploads is handled as one batch (test_a_thousand_new_objects_...).
+            "LLMTWIN_GATEWAY_MAX_BATCH_MESSAGES": "2000",
             "LLMTWIN_GATEWAY_GROUP": f"gateway-test-{uuid.uuid4().hex[:6]}",
         },
         workdir,

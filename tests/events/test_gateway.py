@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import signal
 import subprocess
@@ -16,6 +17,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 import pytest
@@ -25,6 +28,8 @@ from kafka import KafkaConsumer, KafkaProducer
 from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.events.records import minio_message
 from llmtwin.operator.builders import resolved_twin
+from llmtwin.sources.changes import decode_changes
+from llmtwin.workflows.templates import workflow_parameters
 from tests.events.conftest import (
     ALERTS_TOPIC,
     ARGO,
@@ -46,12 +51,18 @@ pytestmark = [pytest.mark.cluster, pytest.mark.kafka, pytest.mark.slow]
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def params(workflow: dict) -> dict[str, str]:
-    return {p["name"]: p.get("value", "") for p in workflow["spec"]["arguments"]["parameters"]}
+def submitted_objects(kube_cluster) -> list[dict[str, str]]:
+    """Every object change the twin's ingest Workflows carry (with the Workflow's twin and name)."""
+    found = []
+    for workflow in workflows(kube_cluster, "ingest"):
+        params = workflow_parameters(workflow)
+        for change in decode_changes(params["objects"]):
+            found.append({**asdict(change), "twin": params["twin"], "workflow": workflow["metadata"]["name"]})
+    return found
 
 
 def ingests_of(kube_cluster, key: str) -> list[dict[str, str]]:
-    return [params(w) for w in workflows(kube_cluster, "ingest") if params(w)["key"] == key]
+    return [change for change in submitted_objects(kube_cluster) if change["key"] == key]
 
 
 def put(client, key: str, body: bytes) -> str:
@@ -142,9 +153,8 @@ def finish(kube_cluster, workflow: dict, tmp_path, phase: str = "Failed") -> Non
     CustomObjectsApi(kube_cluster.api_client()).patch_namespaced_custom_object(
         *ARGO, NAMESPACE, "workflows", name, {"status": {"phase": phase}}
     )
-    twin = json.loads(
-        kube_cluster.kubectl("get", "llmtwin", params(workflow)["twin"], "-n", NAMESPACE, "-o", "json").stdout
-    )
+    twin_name = workflow_parameters(workflow)["twin"]
+    twin = json.loads(kube_cluster.kubectl("get", "llmtwin", twin_name, "-n", NAMESPACE, "-o", "json").stdout)
     # What the operator mounts into step pods: the resolved twin as JSON (its `<twin>-config` ConfigMap).
     (tmp_path / "twin.json").write_text(json.dumps(resolved_twin(LLMTwin.model_validate(twin))))
     env = {
@@ -185,11 +195,9 @@ def test_put_overwrite_delete_each_submit_an_ingest_with_the_event(kube_cluster,
     wait_for(lambda: any(p["event_type"] == "delete" for p in ingests_of(kube_cluster, key)), 30, what="removal ingest")
     assert len(ingests_of(kube_cluster, key)) == 3
 
-    # Two ingests of one object never run at once: they share an Argo mutex.
-    mutexes = {
-        json.dumps(w["spec"]["synchronization"]) for w in workflows(kube_cluster, "ingest") if params(w)["key"] == key
-    }
-    assert len(mutexes) == 1 and "llmtwin-object-" in mutexes.pop()
+    # Two ingests of one object never run at once: the twin's ingests share an Argo mutex.
+    mutexes = {json.dumps(w["spec"]["synchronization"]) for w in workflows(kube_cluster, "ingest")}
+    assert len(mutexes) == 1 and "llmtwin-ingest-" in mutexes.pop()
 
 
 def test_submissions_reusing_one_connection_are_each_created_once(kube_cluster, event_plane):
@@ -218,7 +226,7 @@ def test_submissions_reusing_one_connection_are_each_created_once(kube_cluster, 
     twin = find_twin(KubernetesTwins(api, [NAMESPACE]).twins(), NAMESPACE, TWIN)
     keys = [f"pooled/{uuid.uuid4().hex[:8]}-{i}.md" for i in range(20)]
     submissions = [
-        ingest_workflow(twin, event)
+        ingest_workflow(twin, [event])
         for key in keys
         for event in parse_minio_message(minio_message(BUCKET, key, "put", etag=uuid.uuid4().hex))
     ]
@@ -311,14 +319,54 @@ def test_sigkill_during_hundreds_of_uploads_loses_nothing_and_duplicates_nothing
     uploader.join()
 
     def storm() -> list[dict[str, str]]:
-        return [params(w) for w in workflows(kube_cluster, "ingest") if params(w)["key"].startswith("storm/")]
+        return [change for change in submitted_objects(kube_cluster) if change["key"].startswith("storm/")]
 
     # Group rebalancing after a SIGKILL waits for the session timeout (10 s) before reassigning.
     wait_for(lambda: len({p["key"] for p in storm()}) == len(keys), timeout=120, what="every object submitted")
     time.sleep(2)
     submitted = storm()
-    assert len(submitted) == len(keys), "a replayed event created a second Workflow"
+    assert len(submitted) == len(keys), "a replayed event was submitted again"
     assert {p["key"]: p["etag"] for p in submitted} == etags
+
+
+def end_offsets(kafka_broker, topic: str) -> int:
+    """Messages ever written to the topic (the sum of its partitions' end offsets)."""
+    from kafka import TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=kafka_broker.bootstrap, enable_auto_commit=False)
+    try:
+        consumer.topics()
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return sum(consumer.end_offsets(partitions).values())
+    finally:
+        consumer.close()
+
+
+def test_a_thousand_new_objects_become_ceil_n_over_batch_workflows_each_object_once(
+    kube_cluster, kafka_broker, event_plane, gateway
+):
+    """A flood of uploads while the gateway is down (an outage, a deploy): when it is back, the flood
+    arrives in one batch (LLMTWIN_GATEWAY_MAX_BATCH_MESSAGES) and becomes ceil(1000 / spec.ingest.batchSize)
+    Workflows, every object in exactly one of them."""
+    prefix = f"flood-{uuid.uuid4().hex[:6]}/"
+    keys = [f"{prefix}{i:04d}.md" for i in range(1000)]
+    gateway.kill(signal.SIGTERM)
+    before = end_offsets(kafka_broker, OBJECTS_TOPIC)
+    with ThreadPoolExecutor(8) as pool:
+        etags = dict(zip(keys, pool.map(lambda key: put(event_plane, key, key.encode()), keys), strict=True))
+    wait_for(lambda: end_offsets(kafka_broker, OBJECTS_TOPIC) - before >= len(keys), 60, what="the flood in Kafka")
+    gateway.start()
+
+    def flood() -> list[dict[str, str]]:
+        return [change for change in submitted_objects(kube_cluster) if change["key"].startswith(prefix)]
+
+    wait_for(lambda: len(flood()) >= len(keys), timeout=120, what="every object submitted")
+    time.sleep(1.0)  # anything still in flight
+    submitted = flood()
+    assert sorted(c["key"] for c in submitted) == keys  # each object once
+    assert {c["key"]: c["etag"] for c in submitted} == etags
+    batch = LLMTwin.model_validate(twin_doc(TWIN, BUCKET)).spec.ingest.batch_size
+    assert len({c["workflow"] for c in submitted}) == math.ceil(len(keys) / batch)
 
 
 def test_kafka_broker_restart_loses_no_upload(kube_cluster, event_plane, gateway, kafka_broker):
@@ -395,7 +443,7 @@ def test_a_repeated_firing_alert_starts_one_retrain_and_cooldown_holds(kube_clus
     time.sleep(3)  # let the other 49 be dispatched
     runs = workflows(kube_cluster, "retrain")
     assert len(runs) == 1
-    assert params(runs[0])["reason"].startswith("drift alert")
+    assert workflow_parameters(runs[0])["reason"].startswith("drift alert")
     claimed = last_training(kube_cluster, TWIN)
     assert claimed["workflow"] == runs[0]["metadata"]["name"] and claimed["result"] == "Running"
     assert claimed["episode"].startswith("drift-a@")

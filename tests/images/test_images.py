@@ -17,7 +17,8 @@ from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.config import PlatformSettings
 from llmtwin.corpus.store import ChunkStore
 from llmtwin.operator.builders import config_map
-from llmtwin.workflows.templates import build_workflow, ingest_template
+from llmtwin.sources.changes import ObjectChange, encode_changes
+from llmtwin.workflows.templates import INGEST_STEP, build_workflow, ingest_template
 from tests.harness import free_port, wait_for
 from tests.harness.images import ImageEnv
 from tests.harness.kubelet import run_container
@@ -151,9 +152,10 @@ def test_the_workflows_image_runs_the_ingest_step(image_env, kube_cluster, minio
     data = (ROOT / "examples/corpus/gulls.md").read_bytes()
     client.put_object("image-essays", "gulls.md", io.BytesIO(data), len(data))
 
-    workflow = build_workflow(twin, "ingest", {"bucket": "image-essays", "key": "gulls.md"}, "image")
+    objects = encode_changes([ObjectChange("image-essays", "gulls.md")])
+    workflow = build_workflow(twin, "ingest", {"objects": objects}, "image")
     kubeconfig = kube_cluster.service_account_kubeconfig(namespace, "llmtwin-workflow")
-    run = run_container(kube_cluster, template, workflow, "ingest-object", tmp_path, kubeconfig, python=env.python)
+    run = run_container(kube_cluster, template, workflow, INGEST_STEP, tmp_path, kubeconfig, python=env.python)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert json.loads(run.stdout.strip().splitlines()[-1])["outcome"] == "ingested"
+    assert json.loads(run.stdout.strip().splitlines()[-1])["objects"][0]["outcome"] == "ingested"
     wait_for(lambda: get_json(kube_cluster, "llmtwin", "imaged", "-n", namespace)["status"].get("documents") == 1)

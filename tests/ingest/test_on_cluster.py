@@ -13,7 +13,8 @@ import yaml
 from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.config import PlatformSettings
 from llmtwin.operator.builders import config_map
-from llmtwin.workflows.templates import build_workflow, ingest_template
+from llmtwin.sources.changes import ObjectChange, encode_changes
+from llmtwin.workflows.templates import INGEST_STEP, build_workflow, ingest_template
 from tests.harness.kubelet import run_container
 from tests.twins import ROOT, twin_doc
 
@@ -65,14 +66,14 @@ def test_two_sources_on_two_endpoints_each_ingest_with_their_own_secret(
     upload(second_minio, "posts", "2026/posts.jsonl", (ROOT / "examples/corpus/posts.jsonl").read_bytes())
 
     kubeconfig = kube_cluster.service_account_kubeconfig(NAMESPACE, "llmtwin-workflow")
-    outcomes = {}
-    for bucket, key in (("essays", "walls/harbour walls.pdf"), ("posts", "2026/posts.jsonl")):
-        workflow = build_workflow(twin, "ingest", {"bucket": bucket, "key": key, "event_type": "put"}, key)
-        k("create", "-f", "-", input=yaml.safe_dump(workflow))  # the gateway's submission: admitted by Argo's schema
-        run = run_container(kube_cluster, template, workflow, "ingest-object", tmp_path / bucket, kubeconfig)
-        assert run.returncode == 0, run.stderr[-3000:]
-        outcomes[bucket] = json.loads(run.stdout.strip().splitlines()[-1])
-    assert {b: o["outcome"] for b, o in outcomes.items()} == {"essays": "ingested", "posts": "ingested"}, outcomes
+    # One Workflow for both objects (two sources, two endpoints, two Secrets), as the gateway batches them.
+    changes = [ObjectChange("essays", "walls/harbour walls.pdf"), ObjectChange("posts", "2026/posts.jsonl")]
+    workflow = build_workflow(twin, "ingest", {"objects": encode_changes(changes)}, "both")
+    k("create", "-f", "-", input=yaml.safe_dump(workflow))  # the gateway's submission: admitted by Argo's schema
+    run = run_container(kube_cluster, template, workflow, INGEST_STEP, tmp_path / "both", kubeconfig)
+    assert run.returncode == 0, run.stderr[-3000:]
+    outcomes = json.loads(run.stdout.strip().splitlines()[-1])["objects"]
+    assert {o["bucket"]: o["outcome"] for o in outcomes} == {"essays": "ingested", "posts": "ingested"}, outcomes
 
     status = json.loads(k("get", "llmtwin", "two-sources", "-n", NAMESPACE, "-o", "json").stdout)["status"]
     posts = len((ROOT / "examples/corpus/posts.jsonl").read_text().splitlines())  # each post is a document
@@ -87,9 +88,10 @@ def test_two_sources_on_two_endpoints_each_ingest_with_their_own_secret(
 
     # A delete event removes the object's chunks (same identity, same mounts).
     second_minio.client().remove_object("posts", "2026/posts.jsonl")
-    delete = build_workflow(twin, "ingest", {"bucket": "posts", "key": "2026/posts.jsonl", "event_type": "delete"}, "d")
-    run = run_container(kube_cluster, template, delete, "ingest-object", tmp_path / "delete", kubeconfig)
+    removal = encode_changes([ObjectChange("posts", "2026/posts.jsonl", "delete")])
+    delete = build_workflow(twin, "ingest", {"objects": removal}, "d")
+    run = run_container(kube_cluster, template, delete, INGEST_STEP, tmp_path / "delete", kubeconfig)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert json.loads(run.stdout.strip().splitlines()[-1])["outcome"] == "deleted"
+    assert json.loads(run.stdout.strip().splitlines()[-1])["objects"][0]["outcome"] == "deleted"
     status = json.loads(k("get", "llmtwin", "two-sources", "-n", NAMESPACE, "-o", "json").stdout)["status"]
     assert status["documents"] == 1

@@ -38,6 +38,16 @@ def test_since_and_until_select_documents_by_their_date(retriever):
     assert [h.key for h in recent] == ["2026/ferry.md"]
 
 
+def test_self_query_filters_by_the_dates_the_question_names(retriever):
+    question = "What sound does the foghorn make, in what I wrote since December 2025?"
+    assert retriever.retrieve(question)[0].key == "2025/fog.md"  # off by default: the date is only words
+    twin = retriever.twin.model_copy(deep=True)
+    twin.spec.serving.gateway.self_query = True
+    asking = Retriever(twin, retriever.store, retriever.embedder)
+    assert [h.key for h in asking.retrieve(question)] == ["2026/ferry.md"]  # dated by its file: today
+    assert [h.key for h in asking.retrieve("What did I note about fog in November 2025?")] == ["2025/fog.md"]
+
+
 def test_the_prompt_speaks_as_the_author_and_carries_the_passages(retriever):
     hits = retriever.retrieve("When does the winter ferry leave?", top_k=1)
     system, user = retriever.messages("When does the winter ferry leave?", hits)

@@ -1,4 +1,5 @@
-"""The gateway's pure parts: MinIO record parsing, coalescing, the in-process queue, the webhook."""
+"""The gateway's pure parts: MinIO record parsing, coalescing, batching and replays, the in-process queue,
+the webhook."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from llmtwin.events.alerts import parse_alert_record
-from llmtwin.events.gateway import coalesce, poll_batch
+from llmtwin.events.gateway import DeadLetters, ObjectGateway, coalesce, poll_batch
 from llmtwin.events.http import HttpConfig, create_app
 from llmtwin.events.queue import InProcessQueue, Message
 from llmtwin.events.records import MalformedEvent, minio_message, parse_minio_message
+from llmtwin.events.routing import StaticTwins
+from llmtwin.sources.changes import decode_changes
+from llmtwin.workflows.templates import workflow_parameters
+from tests.twins import example_twin
 
 
 def record(event_name: str, key: str, **obj) -> bytes:
@@ -46,7 +51,6 @@ def test_a_replay_has_the_same_dedupe_key_a_new_upload_does_not():
     replay = parse_minio_message(minio_message("essays", "k.md", "put", "e1", sequencer="01"))[0]
     reupload = parse_minio_message(minio_message("essays", "k.md", "put", "e1", sequencer="02"))[0]
     assert first.dedupe_key("ns", "t") == replay.dedupe_key("ns", "t") != reupload.dedupe_key("ns", "t")
-    assert first.mutex("ns", "t") == reupload.mutex("ns", "t") != first.mutex("ns", "other")
 
 
 @pytest.mark.parametrize(
@@ -176,3 +180,66 @@ def test_only_connection_errors_429_and_5xx_are_retried(status, transient):
 
     assert transient_api_error(ApiException(status=status)) is transient
     assert transient_api_error(ConnectionRefusedError())
+
+
+class RecordingSubmitter:
+    """The API's behaviour for Workflows as far as the gateway can tell: create once, list by label."""
+
+    def __init__(self):
+        self.workflows: dict[str, dict] = {}
+        self.lists = 0
+
+    def submit(self, workflow: dict) -> str:
+        self.workflows.setdefault(workflow["metadata"]["name"], workflow)
+        return workflow["metadata"]["name"]
+
+    def existing(self, namespace: str, labels: dict[str, str]) -> list[dict]:
+        self.lists += 1
+        return [w for w in self.workflows.values() if labels.items() <= w["metadata"]["labels"].items()]
+
+    def objects(self) -> list[str]:
+        return [c.key for w in self.workflows.values() for c in decode_changes(workflow_parameters(w)["objects"])]
+
+
+def uploads(count: int, prefix: str = "k") -> list:
+    queue = InProcessQueue()
+    for i in range(count):
+        queue.send(
+            "objects", minio_message("essays", f"{prefix}{i:04d}.md", "put", f"etag{i}", sequencer=f"{i + 1:016X}")
+        )
+    return queue.consumer("objects", "g").poll(0, 10_000)
+
+
+def gateway_for(submitter: RecordingSubmitter, batch_size: int = 100) -> ObjectGateway:
+    twin = example_twin(ingest={"batchSize": batch_size})
+    return ObjectGateway(StaticTwins([twin]), submitter, DeadLetters(InProcessQueue(), "dlq"), workers=2)
+
+
+def test_a_twins_objects_become_workflows_of_its_batch_size_under_one_mutex():
+    submitter = RecordingSubmitter()
+    gateway_for(submitter).handle(uploads(250))
+    sizes = sorted(len(decode_changes(workflow_parameters(w)["objects"])) for w in submitter.workflows.values())
+    assert sizes == [50, 100, 100]  # ceil(250 / 100) Workflows
+    assert sorted(submitter.objects()) == [f"k{i:04d}.md" for i in range(250)]  # each object once
+    mutexes = {json.dumps(w["spec"]["synchronization"]) for w in submitter.workflows.values()}
+    assert len(mutexes) == 1 and "llmtwin-ingest-" in mutexes.pop()  # the twin's ingests run one at a time
+
+
+def test_a_replay_creates_nothing_even_when_it_splits_the_events_differently():
+    messages = uploads(250)
+    submitter = RecordingSubmitter()
+    # A gateway submits the first 120 events, then dies before committing them.
+    gateway_for(submitter).handle(messages[:120])
+    assert len(submitter.workflows) == 2
+    # Restarted, it polls from the committed offset again and gets all 250: only the other 130 are submitted.
+    restarted = gateway_for(submitter)
+    restarted.handle(messages)
+    assert sorted(submitter.objects()) == [f"k{i:04d}.md" for i in range(250)]  # nothing twice, nothing lost
+    assert len(submitter.workflows) == 4 and submitter.lists == 2  # it asked the API once per (re)start
+    # The same batch replayed whole by another restart: nothing new.
+    gateway_for(submitter).handle(messages)
+    assert len(submitter.workflows) == 4
+    # In steady state (each batch continues the last) the gateway does not ask the API.
+    lists = submitter.lists
+    restarted.handle(uploads(260)[250:])
+    assert submitter.lists == lists and len(submitter.objects()) == 260

@@ -6,6 +6,7 @@ from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.config import PlatformSettings as Settings
 from llmtwin.config import StepSettings
 from llmtwin.models.resolve import ModelResolver
+from llmtwin.sources.changes import ObjectChange, decode_changes, encode_changes
 from llmtwin.sources.credentials import SecretFiles
 from llmtwin.sources.objects import ObjectStores
 from llmtwin.workflows import steps, templates
@@ -47,7 +48,7 @@ def recorded(monkeypatch):
 
         return fn
 
-    registry = {n: recorder(n) for n in ("ingest-object", *templates.RETRAIN_STEPS, templates.RETRAIN_EXIT)}
+    registry = {n: recorder(n) for n in (templates.INGEST_STEP, *templates.RETRAIN_STEPS, templates.RETRAIN_EXIT)}
     registry["retrain-register"] = recorder("retrain-register", {"version": "3", "promoted": "true"})
     monkeypatch.setattr(steps, "registered_steps", lambda: registry)
     return calls, registry, recorder
@@ -65,14 +66,18 @@ def test_retrain_template_places_gpu_steps(twin):
     assert register_outputs == ["version", "promoted", "reason"]
 
 
+def objects(*keys: str) -> dict[str, str]:
+    return {"objects": encode_changes([ObjectChange("essays", key) for key in keys])}
+
+
 def test_workflow_names_are_deterministic_per_dedupe_key(twin):
-    a = templates.build_workflow(twin, "ingest", {"bucket": "essays", "key": "a.md"}, "essays/a.md/etag1")
-    b = templates.build_workflow(twin, "ingest", {"bucket": "essays", "key": "a.md"}, "essays/a.md/etag1")
-    c = templates.build_workflow(twin, "ingest", {"bucket": "essays", "key": "a.md"}, "essays/a.md/etag2")
+    a = templates.build_workflow(twin, "ingest", objects("a.md"), "essays/a.md/etag1")
+    b = templates.build_workflow(twin, "ingest", objects("a.md"), "essays/a.md/etag1")
+    c = templates.build_workflow(twin, "ingest", objects("a.md"), "essays/a.md/etag2")
     assert a == b and a["metadata"]["name"] != c["metadata"]["name"]
     assert a["spec"]["workflowTemplateRef"] == {"name": "demo-ingest"}
-    params = {p["name"]: p["value"] for p in a["spec"]["arguments"]["parameters"]}
-    assert params["twin"] == "demo" and params["key"] == "a.md"
+    params = templates.workflow_parameters(a)
+    assert params["twin"] == "demo" and decode_changes(params["objects"]) == [ObjectChange("essays", "a.md")]
     with pytest.raises(ValueError, match="unknown"):
         templates.build_workflow(twin, "ingest", {"bukket": "x"}, "k")
 
@@ -92,9 +97,9 @@ def test_local_runner_runs_the_rendered_dag_in_order(twin, tmp_path, recorded):
 
 def test_local_runner_passes_odd_keys_verbatim(twin, tmp_path, recorded):
     calls, _, _ = recorded
-    key = "notes/a=b c %2F ü.md"
-    local_runner(twin, tmp_path).run(templates.build_workflow(twin, "ingest", {"bucket": "essays", "key": key}, key))
-    assert calls[0][1]["key"] == key
+    key = 'notes/a=b c %2F ü "quoted" {{braces}}.md'
+    local_runner(twin, tmp_path).run(templates.build_workflow(twin, "ingest", objects(key, "b.md"), key))
+    assert decode_changes(calls[0][1]["objects"]) == [ObjectChange("essays", key), ObjectChange("essays", "b.md")]
 
 
 def test_failed_step_stops_the_workflow(twin, tmp_path, recorded):

@@ -1,4 +1,4 @@
-"""The `ingest-object` workflow step (see `pipeline.py` for what it does)."""
+"""The `ingest-objects` workflow step (see `pipeline.py` for what it does)."""
 
 from __future__ import annotations
 
@@ -7,32 +7,33 @@ from typing import Any
 from llmtwin.api.timestamps import now
 from llmtwin.corpus.embed import embedder_for
 from llmtwin.corpus.store import store_for
-from llmtwin.workflows.ingest.pipeline import IngestPipeline
+from llmtwin.sources.changes import decode_changes
+from llmtwin.workflows.ingest.pipeline import IngestPipeline, Outcome
 from llmtwin.workflows.steps import StepContext, step
+from llmtwin.workflows.templates import INGEST_STEP
 
 
-@step("ingest-object")
-def ingest_object(
-    context: StepContext,
-    *,
-    twin: str = "",
-    bucket: str,
-    key: str,
-    event_type: str = "put",
-    etag: str = "",
-    version_id: str = "",
-    event_id: str = "",
-) -> dict[str, Any]:
-    if not any(s.bucket == bucket for s in context.twin.spec.sources):
-        return {"outcome": "rejected", "reason": f"unrouted: bucket {bucket!r} is not a source of this twin"}
+@step(INGEST_STEP)
+def ingest_objects(context: StepContext, *, twin: str = "", objects: str) -> dict[str, Any]:
+    """Every change of the batch, each with its outcome; the twin's counts and last error in its status."""
+    buckets = {s.bucket for s in context.twin.spec.sources}
+    changes = decode_changes(objects)
+    routed = [c for c in changes if c.bucket in buckets]
     vector_store = context.twin.spec.vector_store
     pipeline = IngestPipeline(
         context.twin, context.objects.for_source, store_for(context.twin), embedder_for(vector_store.embedding_model)
     )
-    outcome = pipeline.delete(bucket, key) if event_type == "delete" else pipeline.put(bucket, key)
+    done = iter(pipeline.ingest(routed))
+    outcomes = [
+        next(done)
+        if c.bucket in buckets
+        else Outcome(c.bucket, c.key, "rejected", f"unrouted: bucket {c.bucket!r} is not a source of this twin")
+        for c in changes
+    ]
     documents, chunks = pipeline.store.counts()
     fields: dict[str, Any] = {"documents": documents, "chunks": chunks, "lastIngestion": now()}
-    if outcome.outcome == "rejected":
-        fields["lastError"] = f"{bucket}/{key}: {outcome.reason}"
+    rejected = [o for o in outcomes if o.outcome == "rejected"]
+    if rejected:
+        fields["lastError"] = f"{rejected[-1].bucket}/{rejected[-1].key}: {rejected[-1].reason}"
     context.status.report(context.twin, fields)
-    return outcome.wire()
+    return {"objects": [o.wire() for o in outcomes]}

@@ -1,4 +1,4 @@
-"""One object event → the twin's chunks in Milvus: fetch, parse, clean, chunk, embed, upsert/delete.
+"""Object changes → the twin's chunks in Milvus: fetch, parse, clean, chunk, embed, upsert/delete.
 
 Idempotent: chunk ids are `sha1(bucket/key#document#index:sha1(text))`, so re-ingesting the same content
 writes the same rows; an object whose stored etag matches is skipped before it is even read; an
@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from llama_index.core.node_parser import SentenceSplitter
 from prometheus_client import Counter, Histogram
@@ -20,6 +21,7 @@ from prometheus_client import Counter, Histogram
 from llmtwin.api.v1alpha1 import LLMTwin, SourceSpec
 from llmtwin.corpus.embed import Embedder
 from llmtwin.corpus.store import ChunkStore, chunk_row
+from llmtwin.sources.changes import ObjectChange
 from llmtwin.sources.objects import ObjectMissing, ObjectStore, ObjectTooLarge, UnsafeKey
 from llmtwin.workflows.ingest.clean import clean
 from llmtwin.workflows.ingest.parse import DocumentRejected, file_type_of, parse
@@ -41,6 +43,18 @@ class Outcome:
 
     def wire(self) -> dict[str, object]:
         return {k: v for k, v in asdict(self).items() if v not in ("", None)}
+
+
+@dataclass
+class _Prepared:
+    """An object read and chunked, waiting for the embeddings of its `new_rows`."""
+
+    bucket: str
+    key: str
+    rows: list[dict[str, Any]]
+    new_rows: list[dict[str, Any]]  # the rows whose vector is still to be computed
+    previous: set[str]  # the ids stored for the object before
+    documents: int
 
 
 def source_for(twin: LLMTwin, bucket: str, key: str) -> SourceSpec | None:
@@ -69,6 +83,46 @@ class IngestPipeline:
         return Outcome(bucket, key, "deleted", chunks=removed)
 
     def put(self, bucket: str, key: str) -> Outcome:
+        return self.ingest([ObjectChange(bucket, key)])[0]
+
+    def ingest(self, changes: list[ObjectChange]) -> list[Outcome]:
+        """Each change's outcome, in order. Every object is fetched, parsed and chunked first; then the new
+        chunks of all of them are embedded together (full embedding batches across small files); then each
+        object's rows replace its previous ones."""
+        outcomes: list[Outcome | None] = []
+        prepared: list[tuple[int, _Prepared]] = []
+        for change in changes:
+            if change.event_type == "delete":
+                outcomes.append(self.delete(change.bucket, change.key))
+                continue
+            result = self._prepare(change.bucket, change.key)
+            if isinstance(result, Outcome):
+                outcomes.append(result)
+            else:
+                prepared.append((len(outcomes), result))
+                outcomes.append(None)
+        new = [row for _, ready in prepared for row in ready.new_rows]
+        with STAGE_SECONDS.labels("embed").time():
+            vectors = self.embedder.embed([r["text"] for r in new], self.twin.spec.vector_store.embed_batch_size)
+        for row, vector in zip(new, vectors, strict=True):
+            row["vector"] = vector
+        for index, ready in prepared:
+            with STAGE_SECONDS.labels("upsert").time():
+                self.store.replace_object(ready.bucket, ready.key, ready.rows, ready.previous)
+            CHUNKS.inc(len(ready.rows))
+            OBJECTS.labels("ingested", "").inc()
+            outcomes[index] = Outcome(
+                ready.bucket,
+                ready.key,
+                "ingested",
+                chunks=len(ready.rows),
+                documents=ready.documents,
+                embedded=len(ready.new_rows),
+            )
+        return [o for o in outcomes if o is not None]
+
+    def _prepare(self, bucket: str, key: str) -> Outcome | _Prepared:
+        """The object's rows, those already stored carrying their vectors; or why there is nothing to write."""
         source = source_for(self.twin, bucket, key)
         if source is None:
             return self._rejected(bucket, key, "unrouted", "no source of this twin matches the key")
@@ -122,21 +176,14 @@ class IngestPipeline:
                     )
                     for i, piece in enumerate(self.splitter.split_text(text))
                 ]
-        with STAGE_SECONDS.labels("embed").time():
-            # A chunk already stored (same document, place and text: same id) keeps its vector; only new or
-            # edited text is embedded, so an export with one edited post embeds that post alone.
-            known = self.store.vectors([r["id"] for r in rows if r["id"] in previous])
-            new = [r for r in rows if r["id"] not in known]
-            vectors = self.embedder.embed([r["text"] for r in new], self.twin.spec.vector_store.embed_batch_size)
-            for row, vector in zip(new, vectors, strict=True):
-                row["vector"] = vector
-            for row in rows:
-                row.setdefault("vector", known.get(row["id"]))
-        with STAGE_SECONDS.labels("upsert").time():
-            self.store.replace_object(bucket, key, rows, previous)
-        CHUNKS.inc(len(rows))
-        OBJECTS.labels("ingested", "").inc()
-        return Outcome(bucket, key, "ingested", chunks=len(rows), documents=len(cleaned), embedded=len(new))
+        # A chunk already stored (same document, place and text: same id) keeps its vector; only new or
+        # edited text is embedded, so an export with one edited post embeds that post alone.
+        known = self.store.vectors([r["id"] for r in rows if r["id"] in previous])
+        for row in rows:
+            if row["id"] in known:
+                row["vector"] = known[row["id"]]
+        new_rows = [r for r in rows if "vector" not in r]
+        return _Prepared(bucket, key, rows, new_rows, previous, len(cleaned))
 
     def _rejected(self, bucket: str, key: str, reason: str, detail: str) -> Outcome:
         OBJECTS.labels("rejected", reason).inc()
