@@ -78,32 +78,36 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def throughput(docs: int, work: Path) -> list[tuple[str, str, str]]:
+def throughput(docs: int, work: Path, rounds: int = 3) -> list[tuple[str, str, str]]:
+    """Our pipeline and the raw embedding of the same chunks, alternating for `rounds` (each round into a
+    fresh collection); the medians, so one slow stretch of a shared machine does not decide the ratio."""
     inbox = work / "inbox"
     make_corpus(inbox, docs)
     twin = twin_for(work / "ours.db")
     embedder = embedder_for(twin.spec.vector_store.embedding_model)
     embedder.embed(["warm up"])
-    store = ChunkStore(str(work / "ours.db"), twin.collection, 384)
-    pipeline = IngestPipeline(twin, lambda source: FolderStore(inbox), store, embedder)
     keys = sorted(p.name for p in (inbox / "essays").iterdir())
-
     changes = [ObjectChange("essays", key) for key in keys]
     size = twin.spec.ingest.batch_size  # as the gateway batches them into Workflows
-    started = time.perf_counter()
-    for first in range(0, len(changes), size):
-        for outcome in pipeline.ingest(changes[first : first + size]):
-            if outcome.outcome != "ingested":
-                raise RuntimeError(f"essays/{outcome.key} not ingested: {outcome}")
-    ours_s = time.perf_counter() - started
-    _, chunks = store.counts()
+    ours, raw = [], []
+    for round_ in range(rounds):
+        store = ChunkStore(str(work / "ours.db"), f"{twin.collection}_{round_}", 384)
+        pipeline = IngestPipeline(twin, lambda source: FolderStore(inbox), store, embedder)
+        pipeline.splitter.split_text("Warm up. The sentence splitter loads NLTK once per process.")  # as the embedder
+        started = time.perf_counter()
+        for first in range(0, len(changes), size):
+            for outcome in pipeline.ingest(changes[first : first + size]):
+                if outcome.outcome != "ingested":
+                    raise RuntimeError(f"essays/{outcome.key} not ingested: {outcome}")
+        ours.append(time.perf_counter() - started)
+        _, chunks = store.counts()
 
-    texts = [pipeline.splitter.split_text((inbox / "essays" / k).read_text()) for k in keys]
-    flat = [t for doc in texts for t in doc]
-    started = time.perf_counter()
-    embedder.embed(flat, twin.spec.vector_store.embed_batch_size)
-    raw_s = time.perf_counter() - started
-
+        texts = [pipeline.splitter.split_text((inbox / "essays" / k).read_text()) for k in keys]
+        flat = [t for doc in texts for t in doc]
+        started = time.perf_counter()
+        embedder.embed(flat, twin.spec.vector_store.embed_batch_size)
+        raw.append(time.perf_counter() - started)
+    ours_s, raw_s = float(np.median(ours)), float(np.median(raw))
     naive_s, naive_chunks = naive_llamaindex(inbox, embedder)
     return [
         ("corpus", f"{docs} docs", f"{sum(len(t) for t in flat) / 1024:.0f} KiB of text"),
@@ -113,7 +117,11 @@ def throughput(docs: int, work: Path) -> list[tuple[str, str, str]]:
             f"{chunks / ours_s:.1f} chunks/s",
             f"{chunks} chunks in {ours_s:.1f} s, batches of {size} files",
         ),
-        ("ours / raw embedding", f"{(chunks / ours_s) / (len(flat) / raw_s):.2f}", "target >= 0.9"),
+        (
+            "ours / raw embedding",
+            f"{(chunks / ours_s) / (len(flat) / raw_s):.2f}",
+            f"target >= 0.9; medians of {rounds} alternating rounds",
+        ),
         (
             "naive VectorStoreIndex.from_documents",
             f"{naive_chunks / naive_s:.1f} chunks/s",
@@ -323,7 +331,7 @@ def main() -> None:
         docs, sizes, drops, queries = args.docs, [int(s) for s in args.sizes.split(",")], 12, 100
     with tempfile.TemporaryDirectory(prefix="llmtwin-bench-") as tmp:
         work = Path(tmp)
-        rows = throughput(docs, work)
+        rows = throughput(docs, work, rounds=1 if args.smoke else 3)
         rows += drop_latency(work, drops)
         rows += retrieval_latency(work, sizes, queries)
         rows += retrieval_quality(work)
