@@ -175,6 +175,9 @@ DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # rejects such an update (a CEL transition rule); a new twin is the way to change them.
 # Milvus Lite (a file URI) builds FLAT, IVF_FLAT and AUTOINDEX only; a server builds every type.
 MILVUS_SERVER_ONLY_INDEXES = ("HNSW",)
+# Milvus Lite's own rule for its data file's name (milvus_lite/server.py).
+MILVUS_LITE_FILE_PATTERN = r"(^|/)[A-Za-z0-9._-]{1,36}$"
+MILVUS_LITE_FILE_MESSAGE = "a Milvus Lite file's name has at most 36 letters, digits, dots, dashes and underscores"
 MILVUS_LITE_INDEX_MESSAGE = "Milvus Lite (a file uri) has no HNSW index: use AUTOINDEX (the default), FLAT or IVF_FLAT"
 IMMUTABLE_VECTOR_STORE_FIELDS = ("collection", "embeddingModel", "dimension", "metric", "indexType")
 _OPTIONAL_VECTOR_STORE_FIELDS = {"collection"}
@@ -206,6 +209,12 @@ class VectorStoreSpec(ApiModel):
                     f"!(self.indexType in {list(MILVUS_SERVER_ONLY_INDEXES)})",
                     MILVUS_LITE_INDEX_MESSAGE,
                     ".indexType",
+                ),
+                cel(
+                    "self.uri.startsWith('http://') || self.uri.startsWith('https://') || "
+                    f"self.uri.matches('{MILVUS_LITE_FILE_PATTERN}')",
+                    MILVUS_LITE_FILE_MESSAGE,
+                    ".uri",
                 ),
                 *(immutable(f, f in _OPTIONAL_VECTOR_STORE_FIELDS) for f in IMMUTABLE_VECTOR_STORE_FIELDS),
             ]
@@ -242,8 +251,11 @@ class VectorStoreSpec(ApiModel):
     def _overlap_below_size(self) -> VectorStoreSpec:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("vectorStore.chunkOverlap must be smaller than vectorStore.chunkSize")
-        if not self.uri.startswith(("http://", "https://")) and self.index_type in MILVUS_SERVER_ONLY_INDEXES:
-            raise ValueError(f"vectorStore.indexType: {MILVUS_LITE_INDEX_MESSAGE}")
+        if not self.uri.startswith(("http://", "https://")):
+            if self.index_type in MILVUS_SERVER_ONLY_INDEXES:
+                raise ValueError(f"vectorStore.indexType: {MILVUS_LITE_INDEX_MESSAGE}")
+            if not re.search(MILVUS_LITE_FILE_PATTERN, self.uri):
+                raise ValueError(f"vectorStore.uri {self.uri!r}: {MILVUS_LITE_FILE_MESSAGE}")
         return self
 
 

@@ -133,8 +133,17 @@ def test_manual_edit_of_a_child_is_reverted(kube_cluster, operator):
         (lambda d: d["spec"]["sources"][0].pop("bucket"), "spec.sources[0].bucket"),
         (lambda d: d["spec"]["vectorStore"].update(chunkOverlap=512), "spec.vectorStore.chunkOverlap"),
         (lambda d: d["spec"]["vectorStore"].update(uri="/data/m.db", indexType="HNSW"), "spec.vectorStore.indexType"),
+        (lambda d: d["spec"]["vectorStore"].update(uri="/data/my twin.db"), "spec.vectorStore.uri"),
     ],
-    ids=["negative-rank", "unknown-engine", "decreasing-canary", "missing-bucket", "overlap-too-big", "lite-hnsw"],
+    ids=[
+        "negative-rank",
+        "unknown-engine",
+        "decreasing-canary",
+        "missing-bucket",
+        "overlap-too-big",
+        "lite-hnsw",
+        "lite-file-name",
+    ],
 )
 def test_invalid_specs_are_rejected_at_apply_time(kube_cluster, mutate, field):
     doc = twin_doc("invalid")

@@ -54,6 +54,7 @@ def test_example_validates_and_fills_defaults():
         (("sources",), [{"prefix": "x"}], "spec.sources.0.bucket"),
         (("vectorStore", "chunkOverlap"), 512, "spec.vectorStore"),
         (("vectorStore",), {"uri": "twin.db", "indexType": "HNSW"}, "spec.vectorStore"),  # Milvus Lite has no HNSW
+        (("vectorStore",), {"uri": "data/my twin.db"}, "spec.vectorStore"),  # Milvus Lite refuses the name
         (("serving", "autoscaling"), {"minReplicas": 3, "maxReplicas": 1}, "spec.serving.autoscaling"),
         (("training", "cooldown"), "soon", "spec.training.cooldown"),
         (("training", "dataset"), {"minChars": 500, "maxChars": 100}, "spec.training.dataset"),
