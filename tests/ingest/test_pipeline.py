@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.ingest.conftest import drop
 
 CORPUS = Path(__file__).resolve().parents[2] / "examples/corpus"
@@ -123,3 +125,21 @@ def test_an_export_is_one_document_per_post_and_edits_touch_only_their_post(pipe
     # The same file once more changes nothing.
     assert pipeline.put("essays", "posts.jsonl").outcome == "unchanged"
     assert by_post(pipeline, "posts.jsonl") == after
+
+
+def test_a_collection_from_an_older_llmtwin_is_refused_with_the_fix(tmp_path):
+    from pymilvus import DataType, MilvusClient
+
+    from llmtwin.corpus.store import ChunkStore, CollectionOutdated, milvus_client
+
+    uri = str(tmp_path / "old.db")
+    client = milvus_client(uri)
+    schema = MilvusClient.create_schema(auto_id=False)
+    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=4)
+    index = client.prepare_index_params()
+    index.add_index("vector", index_type="FLAT", metric_type="COSINE")
+    client.create_collection("old", schema=schema, index_params=index)
+    client.close()
+    with pytest.raises(CollectionOutdated, match=r"older llmtwin.*delete the file.*vectorStore.collection"):
+        ChunkStore(uri, "old", 4)
