@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from prometheus_client import Histogram
 
+from llmtwin.api.timestamps import unix_seconds
 from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.corpus.embed import Embedder, embedder_for
 from llmtwin.corpus.store import ChunkStore, Hit, literal, store_for
@@ -30,14 +31,10 @@ def source_filter(
     if key_prefix:
         terms.append(f"key like {literal(key_prefix.replace('%', '') + '%')}")
     if since:
-        terms.append(f"published_at >= {_epoch(since)}")
+        terms.append(f"published_at >= {unix_seconds(since)}")
     if until:
-        terms.append(f"published_at < {_epoch(until)}")
+        terms.append(f"published_at < {unix_seconds(until)}")
     return " and ".join(terms)
-
-
-def _epoch(moment: dt.datetime) -> int:
-    return int((moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp())
 
 
 class Retriever:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 from minio import Minio
 from minio.error import S3Error
 
+from llmtwin.api.timestamps import unix_seconds
 from llmtwin.api.v1alpha1 import SourceSpec
 from llmtwin.sources.credentials import CredentialSource, secret_ref
 from llmtwin.sources.s3 import minio_client
@@ -85,10 +85,6 @@ class FolderStore:
                 yield self.stat(bucket, key)
 
 
-def _epoch(moment: datetime | None) -> int:
-    return int(moment.timestamp()) if moment else 0
-
-
 class MinioStore:
     def __init__(self, client: Minio):
         self.client = client
@@ -100,7 +96,7 @@ class MinioStore:
             if exc.code in ("NoSuchKey", "NoSuchObject"):
                 raise ObjectMissing(f"{bucket}/{key}") from exc
             raise
-        return ObjectInfo(bucket, key, st.size, (st.etag or "").strip('"'), _epoch(st.last_modified))
+        return ObjectInfo(bucket, key, st.size, (st.etag or "").strip('"'), unix_seconds(st.last_modified))
 
     def read(self, bucket: str, key: str, max_bytes: int) -> bytes:
         response = self.client.get_object(bucket, key)
@@ -118,7 +114,9 @@ class MinioStore:
 
     def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
         for obj in self.client.list_objects(bucket, prefix=prefix, recursive=True):
-            yield ObjectInfo(bucket, obj.object_name, obj.size, (obj.etag or "").strip('"'), _epoch(obj.last_modified))
+            yield ObjectInfo(
+                bucket, obj.object_name, obj.size, (obj.etag or "").strip('"'), unix_seconds(obj.last_modified)
+            )
 
 
 class ObjectStores:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from llmtwin.workflows.ingest.clean import clean
-from llmtwin.workflows.ingest.parse import DocumentRejected, epoch_seconds, parse
+from llmtwin.workflows.ingest.parse import DocumentRejected, date_seconds, parse
 
 ALL = ["txt", "md", "html", "pdf", "json", "jsonl"]
 CORPUS = Path(__file__).resolve().parents[2] / "examples/corpus"
@@ -78,7 +78,7 @@ def test_a_saved_page_keeps_its_article_and_drops_the_furniture():
     for furniture in ("Home", "cookies", "Accept all", "Related posts", "newsletter", "2024", "tracker", "slategray"):
         assert furniture not in text, furniture
     assert document.title == "On Rivers" and text.count("On Rivers") <= 1  # the title is kept once
-    assert document.published_at == epoch_seconds("2025-03-04")  # the page's date, to the day
+    assert document.published_at == date_seconds("2025-03-04")  # the page's date, to the day
 
 
 def test_a_page_without_a_declared_date_is_not_dated_from_its_prose():
@@ -151,7 +151,7 @@ def test_rejections_carry_a_reason(key, data, reason):
     ],
 )
 def test_dates_as_people_write_them(value, expected):
-    seconds = epoch_seconds(value)
+    seconds = date_seconds(value)
     assert (dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat() if seconds else None) == expected
 
 

@@ -77,6 +77,16 @@ def test_bad_files_are_recorded_and_the_rest_ingested(pipeline, inbox):
     assert "crème brûlée" in hit.text and hit.meta["encoding"] == "cp1252"
 
 
+def test_changes_to_objects_no_source_holds_are_rejected_not_applied(pipeline, inbox):
+    from llmtwin.sources.changes import ObjectChange
+
+    drop(inbox, "kept.md", "# Kept\n\nThe harbour master's cat sleeps on the bollard.")
+    assert pipeline.put("essays", "kept.md").outcome == "ingested"
+    outcomes = pipeline.ingest([ObjectChange("elsewhere", "kept.md", "delete"), ObjectChange("elsewhere", "x.md")])
+    assert [(o.outcome, o.reason.split(":")[0]) for o in outcomes] == [("rejected", "unrouted")] * 2
+    assert pipeline.store.counts() == (1, 1)
+
+
 def test_unsafe_keys_cannot_escape_the_bucket(pipeline, inbox):
     (inbox / "secret.md").write_text("# Secret\n\nnot part of the essays bucket")
     outcome = pipeline.put("essays", "../secret.md")

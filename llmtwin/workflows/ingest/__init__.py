@@ -8,7 +8,7 @@ from llmtwin.api.timestamps import now
 from llmtwin.corpus.embed import embedder_for
 from llmtwin.corpus.store import store_for
 from llmtwin.sources.changes import decode_changes
-from llmtwin.workflows.ingest.pipeline import IngestPipeline, Outcome
+from llmtwin.workflows.ingest.pipeline import IngestPipeline
 from llmtwin.workflows.steps import StepContext, step
 from llmtwin.workflows.templates import INGEST_STEP
 
@@ -16,20 +16,11 @@ from llmtwin.workflows.templates import INGEST_STEP
 @step(INGEST_STEP)
 def ingest_objects(context: StepContext, *, twin: str = "", objects: str) -> dict[str, Any]:
     """Every change of the batch, each with its outcome; the twin's counts and last error in its status."""
-    buckets = {s.bucket for s in context.twin.spec.sources}
-    changes = decode_changes(objects)
-    routed = [c for c in changes if c.bucket in buckets]
     vector_store = context.twin.spec.vector_store
     pipeline = IngestPipeline(
         context.twin, context.objects.for_source, store_for(context.twin), embedder_for(vector_store.embedding_model)
     )
-    done = iter(pipeline.ingest(routed))
-    outcomes = [
-        next(done)
-        if c.bucket in buckets
-        else Outcome(c.bucket, c.key, "rejected", f"unrouted: bucket {c.bucket!r} is not a source of this twin")
-        for c in changes
-    ]
+    outcomes = pipeline.ingest(decode_changes(objects))
     documents, chunks = pipeline.store.counts()
     fields: dict[str, Any] = {"documents": documents, "chunks": chunks, "lastIngestion": now()}
     rejected = [o for o in outcomes if o.outcome == "rejected"]

@@ -19,6 +19,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from llmtwin.api.errors import ReasonedError
+from llmtwin.api.timestamps import unix_seconds
 
 SUFFIX_TYPES = {
     ".txt": "txt",
@@ -85,7 +86,7 @@ def decode(data: bytes) -> tuple[str, str]:
 
 
 # ------------------------------------------------------------------------------------------- dates
-def epoch_seconds(value: Any) -> int:
+def date_seconds(value: Any) -> int:
     """A date as people write it (ISO 8601, RFC 2822, epoch seconds or milliseconds) -> epoch seconds; 0
     when it is none of these (a post without a usable date is still ingested)."""
     if isinstance(value, bool):
@@ -107,9 +108,7 @@ def epoch_seconds(value: Any) -> int:
                 return 0
     else:
         return 0
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return max(0, int(moment.timestamp()))
+    return max(0, unix_seconds(moment))
 
 
 def _first(record: dict[str, Any], fields: tuple[str, ...]) -> Any:
@@ -152,7 +151,7 @@ def _markdown(text: str, encoding: str, stem: str) -> ParsedDocument:
         return _plain(text, encoding, stem, "md")  # a leading `---` that is not front matter: all of it is text
     front = {str(k): _json_safe(v) for k, v in post.metadata.items()}
     title = str(front.get("title") or _title_from_text(post.content, stem))[:MAX_TITLE]
-    published = epoch_seconds(post.metadata.get("date"))
+    published = date_seconds(post.metadata.get("date"))
     return ParsedDocument(title, post.content, "md", published_at=published, meta={"encoding": encoding, **front})
 
 
@@ -172,7 +171,7 @@ def _html(text: str, encoding: str, stem: str) -> ParsedDocument:
         raise DocumentRejected("empty", "the page has no main content")
     meta = {"encoding": encoding, **({"url": page.url} if page.url else {})}
     title = (page.title or _title_from_text(page.text, stem))[:MAX_TITLE]
-    return ParsedDocument(title, page.text, "html", published_at=epoch_seconds(page.date), meta=meta)
+    return ParsedDocument(title, page.text, "html", published_at=date_seconds(page.date), meta=meta)
 
 
 def _pdf(data: bytes, stem: str) -> ParsedDocument:
@@ -187,7 +186,7 @@ def _pdf(data: bytes, stem: str) -> ParsedDocument:
     except (PdfReadError, ValueError, KeyError, TypeError) as exc:
         raise DocumentRejected("corrupt", f"PDF cannot be read: {exc}") from exc
     try:
-        published = epoch_seconds(metadata.creation_date) if metadata else 0
+        published = date_seconds(metadata.creation_date) if metadata else 0
     except ValueError:  # a malformed creation date loses the date, not the document
         published = 0
     return ParsedDocument(title[:MAX_TITLE], text, "pdf", published_at=published)
@@ -226,7 +225,7 @@ def _posts(raw: str, encoding: str, kind: str) -> list[ParsedDocument]:
         title = _first(record, POST_TITLE_FIELDS)
         title = str(title)[:MAX_TITLE] if title else _title_from_text(body, post_id)
         extra = {f: _json_safe(record[f]) for f in POST_META_FIELDS if record.get(f) not in (None, "")}
-        published = epoch_seconds(_first(record, DATE_FIELDS))
+        published = date_seconds(_first(record, DATE_FIELDS))
         meta = {"encoding": encoding, **extra}
         posts.append(ParsedDocument(title, body, kind, document_id=post_id, published_at=published, meta=meta))
     if not posts:

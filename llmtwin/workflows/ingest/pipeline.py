@@ -93,7 +93,10 @@ class IngestPipeline:
         prepared: list[tuple[int, _Prepared]] = []
         for change in changes:
             if change.event_type == "delete":
-                outcomes.append(self.delete(change.bucket, change.key))
+                routed = source_for(self.twin, change.bucket, change.key) is not None
+                outcomes.append(
+                    self.delete(change.bucket, change.key) if routed else self._unrouted(change.bucket, change.key)
+                )
                 continue
             result = self._prepare(change.bucket, change.key)
             if isinstance(result, Outcome):
@@ -125,7 +128,7 @@ class IngestPipeline:
         """The object's rows, those already stored carrying their vectors; or why there is nothing to write."""
         source = source_for(self.twin, bucket, key)
         if source is None:
-            return self._rejected(bucket, key, "unrouted", "no source of this twin matches the key")
+            return self._unrouted(bucket, key)
         if file_type_of(key) not in source.file_types:
             return self._rejected(bucket, key, "unsupported", f"file type not in {list(source.file_types)}")
         try:
@@ -184,6 +187,9 @@ class IngestPipeline:
                 row["vector"] = known[row["id"]]
         new_rows = [r for r in rows if "vector" not in r]
         return _Prepared(bucket, key, rows, new_rows, previous, len(cleaned))
+
+    def _unrouted(self, bucket: str, key: str) -> Outcome:
+        return self._rejected(bucket, key, "unrouted", "no source of this twin matches the key")
 
     def _rejected(self, bucket: str, key: str, reason: str, detail: str) -> Outcome:
         OBJECTS.labels("rejected", reason).inc()
