@@ -9,7 +9,8 @@
 3. Retrieval latency at 10k and 100k chunks (clustered synthetic vectors and texts of corpus words),
    dense / BM25 / hybrid, right after a bulk load and at steady state, with dense recall@10 against exact
    search; the question embedding on top.
-4. Retrieval quality: hit@1 and MRR per mode on the labelled set over the demo corpus.
+4. Retrieval quality: hit@1 and MRR per mode on the labelled set over the demo corpus, and with query
+   expansion by SmolLM2-135M-Instruct (`llmtwin serve`, started here).
 
 Usage: .venv/bin/python benchmarks/bench_ingest.py [--docs 120] [--sizes 10000,100000] [--smoke]
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import signal
 import sys
 import tempfile
 import threading
@@ -42,10 +44,13 @@ from llmtwin.config import EmbeddedSettings  # noqa: E402
 from llmtwin.corpus.embed import embedder_for  # noqa: E402
 from llmtwin.corpus.evaluation import load_retrieval_set, score  # noqa: E402
 from llmtwin.corpus.store import ChunkStore, chunk_row, object_filter, store_for  # noqa: E402
+from llmtwin.frontdoor.expand import QueryExpander  # noqa: E402
 from llmtwin.frontdoor.retrieve import Retriever  # noqa: E402
+from llmtwin.serving.client import model_server_client  # noqa: E402
 from llmtwin.sources.changes import ObjectChange  # noqa: E402
 from llmtwin.sources.objects import FolderStore  # noqa: E402
 from llmtwin.workflows.ingest.pipeline import IngestPipeline  # noqa: E402
+from tests.harness.process import SMOLLM2, smollm2_serve  # noqa: E402
 from tests.twins import twin_doc  # noqa: E402
 
 CORPUS = ROOT / "examples" / "corpus"
@@ -258,7 +263,7 @@ def retrieval_latency(work: Path, sizes: list[int], queries: int = 100) -> list[
             store.keyword_search(text, 10)
             keyword.append(time.perf_counter() - started)
             started = time.perf_counter()
-            store.hybrid_search(text, vector.tolist(), 10)
+            store.fused_search([text], [vector.tolist()], 10)
             hybrid.append(time.perf_counter() - started)
         label = f"at {size // 1000}k chunks, {state}"
         return [
@@ -315,6 +320,19 @@ def retrieval_quality(work: Path) -> list[tuple[str, str, str]]:
         result = score(lambda q, m=mode: retriever.retrieve(q, top_k=10, mode=m), items)
         default = " (the default)" if mode == twin.spec.serving.gateway.retrieval else ""
         rows.append((f"retrieval quality, {mode}{default}", result.row(), f"{len(items)} labelled paraphrases"))
+    # Query expansion: SmolLM2-135M-Instruct (`llmtwin serve`) writes 2 paraphrases of each question.
+    server = smollm2_serve(work)
+    try:
+        expand = QueryExpander(model_server_client(server.url), 2)
+        paraphrases = {item.question: expand(item.question, SMOLLM2) for item in items}
+    finally:
+        server.kill(signal.SIGTERM)
+    for mode in ("dense", "hybrid"):
+        result = score(
+            lambda q, m=mode: retriever.retrieve_with_vector(q, top_k=10, mode=m, paraphrases=paraphrases[q])[0], items
+        )
+        written = sum(map(len, paraphrases.values()))
+        rows.append((f"retrieval quality, {mode} + query expansion", result.row(), f"{written} paraphrases by SmolLM2"))
     return rows
 
 

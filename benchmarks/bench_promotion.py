@@ -207,7 +207,7 @@ def main() -> None:
         prometheus, mlflow = started(Prometheus()), started(MlflowServer())
         server = smollm2_serve(workdir / "serve")
         stack.callback(server.kill, signal.SIGTERM)
-        for manifest in ("namespace.yaml", "rbac.yaml", "workflow-rbac.yaml"):
+        for manifest in ("namespace.yaml", "rbac.yaml"):
             cluster.kubectl("apply", "-f", str(ROOT / "manifests/operator" / manifest))
         create_s3_secret(cluster, minio)
         env = {**platform_env(kafka, minio), "MLFLOW_TRACKING_URI": mlflow.tracking_uri}

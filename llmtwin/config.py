@@ -47,11 +47,6 @@ class PlatformSettings(_Settings):
     workflow_image: str = Field(
         "ghcr.io/llmtwin/workflows:0.1.0", description="Image of the workflow steps (`llmtwin step ...`)."
     )
-    workflow_service_account: str = Field(
-        "llmtwin-workflow",
-        validation_alias="LLMTWIN_WORKFLOW_SA",
-        description="ServiceAccount the twin's Workflows run as, in the twin's namespace.",
-    )
     kafka_bootstrap: str = Field(
         "kafka.llmtwin-system.svc:9092", description="Kafka bootstrap servers; empty: no Kafka (embedded mode)."
     )

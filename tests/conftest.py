@@ -125,7 +125,7 @@ def minio_to_kafka(kafka_broker, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def operator_sa_kubeconfig(kube_cluster) -> Path:
-    for manifest in ("namespace.yaml", "rbac.yaml", "workflow-rbac.yaml"):
+    for manifest in ("namespace.yaml", "rbac.yaml"):
         kube_cluster.kubectl("apply", "-f", str(ROOT / "manifests/operator" / manifest))
     return kube_cluster.service_account_kubeconfig("llmtwin-system", "llmtwin-operator")
 

@@ -58,6 +58,12 @@ PANELS = [
         description="Question embedding plus search, by spec.serving.gateway.retrieval (hybrid, dense, bm25).",
     ),
     Panel(
+        "Query expansion failures (front door)",
+        {"per second": f"sum(rate(llmtwin_query_expansion_failures_total{{{FRONT_DOOR}}}[5m]))"},
+        description="Questions searched without paraphrases (spec.serving.gateway.queryExpansion) because the "
+        "model server failed; answers still come.",
+    ),
+    Panel(
         "Drift score against its threshold",
         {
             "score ({{detector}})": f"max by (detector) ({names.DRIFT_METRIC}{{{TWIN}}})",

@@ -46,6 +46,11 @@ def workflow_template_name(twin: str, kind: WorkflowKind) -> str:
     return f"{twin}-{kind}"
 
 
+def workflow_identity_name(twin: str) -> str:
+    """The ServiceAccount the twin's Workflows run as, its Role and their RoleBinding (one name for all three)."""
+    return f"{twin}-workflow"
+
+
 def server_name(twin: str) -> str:
     """The Rollout of the model server."""
     return f"{twin}-server"

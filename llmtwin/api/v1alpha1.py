@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import string
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -107,6 +108,21 @@ class BaseModelSpec(ApiModel):
 
 FileType = Literal["txt", "md", "html", "pdf", "json", "jsonl"]
 ALL_FILE_TYPES: list[FileType] = ["txt", "md", "html", "pdf", "json", "jsonl"]
+# How a key's type is known (the parser reads by it; self-query recognises file names by it).
+FILE_SUFFIXES: dict[str, FileType] = {
+    ".txt": "txt",
+    ".md": "md",
+    ".markdown": "md",
+    ".html": "html",
+    ".htm": "html",
+    ".pdf": "pdf",
+    ".json": "json",
+    ".jsonl": "jsonl",
+}
+
+
+def file_type_of(key: str) -> FileType | None:
+    return FILE_SUFFIXES.get(PurePosixPath(key).suffix.lower())
 
 
 class SecretKeyRef(ApiModel):
@@ -493,9 +509,18 @@ class GatewaySpec(ApiModel):
     )
     self_query: bool = Field(
         default=False,
-        description='Filter by the dates a question names ("what did I write in February 2026?", "since 2025"):'
-        " the documents' own dates (front matter, a post's date, else the file's). Off by default: a year in a "
-        'question is as often its topic ("what was built in 1842?").',
+        description='Filter by what a question names: dates ("what did I write in February 2026?", "since 2025"),'
+        " matched against the documents' own dates (front matter, a post's date, else the file's), and sources (a"
+        ' file name such as "garden.md", or a title in double quotes); a named source this twin does not have'
+        ' filters nothing. Off by default: a year in a question is as often its topic ("what was built in 1842?").',
+    )
+    query_expansion: int = Field(
+        default=0,
+        ge=0,
+        le=4,
+        description="Paraphrases of each question written by the twin's model server before retrieval; the question"
+        " and each paraphrase are searched and the lists fused by reciprocal rank. 0 (the default) is off: it costs"
+        " one generation per question. Needs a model server; without one the question alone is searched.",
     )
     system_prompt: str = Field(
         default=DEFAULT_SYSTEM_PROMPT,

@@ -282,15 +282,26 @@ class ChunkStore:
             )[0]
         return [_hit(r) for r in results]
 
-    def hybrid_search(
-        self, text: str, vector: list[float], top_k: int, filter: str = "", candidates: int = 20, rrf_k: int = 60
+    def fused_search(
+        self,
+        texts: list[str],
+        vectors: list[list[float]],
+        top_k: int,
+        filter: str = "",
+        candidates: int = 20,
+        rrf_k: int = 60,
     ) -> list[Hit]:
-        """Dense and BM25 candidates fused by reciprocal rank (score = sum of 1/(rrf_k + rank)): a chunk either
-        list ranks high comes first, whatever the two scores' scales."""
+        """BM25 candidates for each text and dense candidates for each vector, fused by reciprocal rank (score =
+        sum of 1/(rrf_k + rank)): a chunk any list ranks high comes first, whatever the scores' scales. Hybrid
+        retrieval is one text and its vector; query expansion adds the paraphrases' lists."""
         limit = max(candidates, top_k)
+        dense = self._dense_params()
         requests = [
-            AnnSearchRequest(data=[vector], anns_field="vector", param=self._dense_params(), limit=limit, expr=filter),
-            AnnSearchRequest(data=[text], anns_field="sparse", param={"metric_type": "BM25"}, limit=limit, expr=filter),
+            AnnSearchRequest(data=[v], anns_field="vector", param=dense, limit=limit, expr=filter) for v in vectors
+        ]
+        requests += [
+            AnnSearchRequest(data=[t], anns_field="sparse", param={"metric_type": "BM25"}, limit=limit, expr=filter)
+            for t in texts
         ]
         with self._lock:
             results = self.client.hybrid_search(

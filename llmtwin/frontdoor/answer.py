@@ -19,6 +19,7 @@ from prometheus_client import Counter, Histogram
 from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.corpus.store import Hit
 from llmtwin.drift.records import FeedbackRecord, QuestionRecord, key
+from llmtwin.frontdoor.expand import QueryExpander
 from llmtwin.frontdoor.retrieve import Retriever
 from llmtwin.serving.client import model_server_client
 
@@ -83,6 +84,7 @@ class Answer:
     finish_reason: str | None = None
     usage: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    paraphrases: list[str] = field(default_factory=list)  # what query expansion searched besides the question
 
     def sources(self) -> list[dict[str, Any]]:
         return [h.wire() for h in self.hits]
@@ -95,6 +97,7 @@ class Answer:
             "model": self.model,
             "model_version": self.model_version,
             "sources": self.sources(),
+            "paraphrases": self.paraphrases,
             "timings_ms": {k: round(v * 1000, 1) for k, v in self.timings.items()},
         }
 
@@ -115,6 +118,8 @@ class FrontDoor:
         self.endpoint = endpoint
         self.recorder = recorder
         self.client = model_server_client(endpoint) if endpoint else None
+        expansion = twin.spec.serving.gateway.query_expansion
+        self.expander = QueryExpander(self.client, expansion) if expansion and self.client else None
 
     @property
     def model(self) -> str:
@@ -129,9 +134,14 @@ class FrontDoor:
 
     def _start(self, question: str, top_k: int | None, filter: str) -> tuple[Answer, float, list[float]]:
         started = time.perf_counter()
-        hits, vector = self.retriever.retrieve_with_vector(question, top_k, filter)
+        timings, paraphrases = {}, []
+        if self.expander is not None:
+            paraphrases = self.expander(question, self.model)
+            timings["expand"] = time.perf_counter() - started
+        hits, vector = self.retriever.retrieve_with_vector(question, top_k, filter, paraphrases=paraphrases)
+        timings["retrieve"] = time.perf_counter() - started - timings.get("expand", 0.0)
         version = self.twin.status.model_version
-        answer = Answer(question, hits, self.model, version, timings={"retrieve": time.perf_counter() - started})
+        answer = Answer(question, hits, self.model, version, timings=timings, paraphrases=paraphrases)
         return answer, started, vector
 
     def _generate_kwargs(self, sampling: Sampling) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from prometheus_client import Histogram
 
@@ -11,7 +11,7 @@ from llmtwin.api.timestamps import unix_seconds
 from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.corpus.embed import Embedder, embedder_for
 from llmtwin.corpus.store import ChunkStore, Hit, literal, store_for
-from llmtwin.frontdoor.selfquery import date_window
+from llmtwin.frontdoor.selfquery import NamedSources, date_window, named_sources
 
 RETRIEVE_SECONDS = Histogram(
     "llmtwin_retrieve_seconds", "Question embedding + search time, by retrieval mode", ["mode"]
@@ -37,6 +37,20 @@ def source_filter(
     return " and ".join(terms)
 
 
+def named_filter(named: NamedSources) -> str:
+    """A Milvus filter: the chunks of any file (its key, or the key's last part) or title the question names."""
+    terms = []
+    for name in named.files:
+        name = name.replace("%", "")
+        terms += [f"key == {literal(name)}", f"key like {literal('%/' + name)}"]
+    terms += [f"title like {literal('%' + title.replace('%', '') + '%')}" for title in named.titles]
+    return " or ".join(terms)
+
+
+def all_of(*filters: str) -> str:
+    return " and ".join(f"({f})" for f in filters if f)
+
+
 class Retriever:
     def __init__(
         self,
@@ -54,21 +68,38 @@ class Retriever:
         return self.retrieve_with_vector(question, top_k, filter, mode)[0]
 
     def retrieve_with_vector(
-        self, question: str, top_k: int | None = None, filter: str = "", mode: str | None = None
+        self,
+        question: str,
+        top_k: int | None = None,
+        filter: str = "",
+        mode: str | None = None,
+        paraphrases: Sequence[str] = (),
     ) -> tuple[list[Hit], list[float]]:
-        """The hits (by `spec.serving.gateway.retrieval`, unless `mode` says otherwise), and the question's
-        embedding (the drift monitor's input, whatever the mode)."""
+        """The hits (by `spec.serving.gateway.retrieval`, unless `mode` says otherwise; with the paraphrases'
+        lists fused in), and the question's embedding (the drift monitor's input, whatever the mode)."""
         gateway = self.twin.spec.serving.gateway
         k, mode = top_k or gateway.top_k, mode or gateway.retrieval
-        if gateway.self_query and (window := date_window(question, self.today())):
-            filter = " and ".join(f"({f})" for f in (filter, source_filter(since=window[0], until=window[1])) if f)
+        named = ""
+        if gateway.self_query:
+            if window := date_window(question, self.today()):
+                filter = all_of(filter, source_filter(since=window[0], until=window[1]))
+            if sources := named_sources(question):
+                named = named_filter(sources)
+        queries = [question, *paraphrases]
         with RETRIEVE_SECONDS.labels(mode).time():
-            vector = self.embedder.embed([question])[0]
-            if mode == "bm25":
-                return self.store.keyword_search(question, k, filter), vector
-            if mode == "dense":
-                return self.store.search(vector, k, filter), vector
-            return self.store.hybrid_search(question, vector, k, filter), vector
+            vectors = self.embedder.embed(queries)
+            hits = self._search(queries, vectors, k, all_of(filter, named), mode)
+            if named and not hits:  # a file or title this twin does not have: the question's words, not a filter
+                hits = self._search(queries, vectors, k, filter, mode)
+        return hits, vectors[0]
+
+    def _search(self, queries: list[str], vectors: list[list[float]], k: int, filter: str, mode: str) -> list[Hit]:
+        if len(queries) == 1 and mode == "bm25":
+            return self.store.keyword_search(queries[0], k, filter)
+        if len(queries) == 1 and mode == "dense":
+            return self.store.search(vectors[0], k, filter)
+        texts = queries if mode in ("bm25", "hybrid") else []
+        return self.store.fused_search(texts, vectors if mode in ("dense", "hybrid") else [], k, filter)
 
     def messages(self, question: str, hits: list[Hit]) -> list[dict[str, str]]:
         """The spec's system prompt and prompt template, filled with the author, their style notes, the

@@ -1,15 +1,20 @@
-"""Self-query: the date window a question names itself ("what did I write in February 2026?", "since
-2025", "until March 2026"), as a filter on the documents' dates.
+"""Self-query: the filters a question names itself. A date window ("what did I write in February 2026?",
+"since 2025", "until March 2026") filters on the documents' dates; a source ("in garden.md", a quoted
+title: 'in "Notes on fog"') on the file names and titles.
 
-Rule-based (month names and years in English): the twin's own model is small, and a filter it invented
-would hide the right passages. Off by default (`spec.serving.gateway.selfQuery`), because a year in a
-question is as often its topic ("what was built in 1842?") as the time of writing.
+Rule-based (month names and years in English, file names with a text extension, double-quoted titles):
+the twin's own model is small, and a filter it invented would hide the right passages. Off by default
+(`spec.serving.gateway.selfQuery`), because a year in a question is as often its topic ("what was built in
+1842?") as the time of writing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
+
+from llmtwin.api.v1alpha1 import FILE_SUFFIXES
 
 MONTHS = {
     name: number
@@ -71,3 +76,25 @@ def date_window(question: str, today: dt.date) -> Window | None:
         else:
             until = first if word == "before" else _after(year, month)  # "until March": March included
     return (since, until) if since or until else None
+
+
+# A file name with an extension the parser reads ("garden.md", "notes/garden.md").
+_SUFFIXES = "|".join(sorted((s.lstrip(".") for s in FILE_SUFFIXES), key=len, reverse=True))
+_FILE = re.compile(rf"(?<![\w./-])(?P<name>\w[\w./-]*\.(?:{_SUFFIXES}))\b", re.IGNORECASE)
+# A title in straight or curly double quotes; single quotes are apostrophes as often.
+_QUOTED = re.compile(r"[\"\u201c](?P<title>[^\"\u201c\u201d]{2,200})[\"\u201d]")
+
+
+@dataclass(frozen=True)
+class NamedSources:
+    """The files and titles a question names; a chunk matches if it comes from any of them."""
+
+    files: tuple[str, ...] = ()
+    titles: tuple[str, ...] = ()
+
+
+def named_sources(question: str) -> NamedSources | None:
+    files = tuple(dict.fromkeys(m["name"] for m in _FILE.finditer(question)))
+    titles = tuple(dict.fromkeys(m["title"].strip() for m in _QUOTED.finditer(question)))
+    titles = tuple(t for t in titles if t and t not in files)
+    return NamedSources(files, titles) if files or titles else None

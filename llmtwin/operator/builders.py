@@ -75,9 +75,44 @@ def prometheus_rule(twin: LLMTwin) -> dict[str, Any]:
     }
 
 
+RBAC_API = "rbac.authorization.k8s.io/v1"
+
+
+def workflow_identity(twin: LLMTwin) -> list[dict[str, Any]]:
+    """Who the twin's Workflows run as: a ServiceAccount of the twin's own, a Role with exactly what its
+    steps do (read this twin, patch this twin's status, let Argo's executor record task results) and the
+    binding. Scoped by resourceNames, so a step cannot read or write another twin, even in its namespace.
+    Owned by the twin like every child: its deletion removes them. Annotations a platform adds to the
+    ServiceAccount (cloud workload identity) are not ours and stay."""
+    name = names.workflow_identity_name(twin.name)
+    meta = _meta(twin, name, "workflow")
+    this_twin = {"apiGroups": [names.GROUP], "resourceNames": [twin.name]}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {
+            "apiVersion": RBAC_API,
+            "kind": "Role",
+            "metadata": meta,
+            "rules": [
+                {**this_twin, "resources": ["llmtwins"], "verbs": ["get"]},
+                {**this_twin, "resources": ["llmtwins/status"], "verbs": ["get", "patch"]},
+                {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]},
+            ],
+        },
+        {
+            "apiVersion": RBAC_API,
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": twin.namespace}],
+        },
+    ]
+
+
 def children(twin: LLMTwin, settings: PlatformSettings) -> list[dict[str, Any]]:
     """Everything the operator creates and owns for one twin, in apply order."""
     return [
+        *workflow_identity(twin),
         config_map(twin),
         *templates.workflow_templates(twin, settings),
         *serving.serving_children(twin, settings),

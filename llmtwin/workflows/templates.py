@@ -18,6 +18,7 @@ from llmtwin.api.names import (
     WorkflowKind,
     config_map_name,
     twin_labels,
+    workflow_identity_name,
     workflow_template_name,
 )
 from llmtwin.api.v1alpha1 import ComputeSpec, LLMTwin
@@ -143,7 +144,7 @@ def _template(
         namespace=twin.namespace,
         labels=twin_labels(twin.name, kind),
         entrypoint=kind,
-        service_account_name=settings.workflow_service_account,
+        service_account_name=workflow_identity_name(twin.name),
         arguments=[Parameter(name=p, value="") for p in params],
         volumes=volumes,
         pod_gc=models.PodGC(strategy="OnWorkflowSuccess"),

@@ -19,6 +19,9 @@ from tests.harness.operator import RESYNC_SECONDS, create_s3_secret, get_json
 from tests.twins import twin_doc as example_doc
 
 CHILD_KINDS = (
+    "serviceaccounts",
+    "roles.rbac.authorization.k8s.io",
+    "rolebindings.rbac.authorization.k8s.io",
     "configmaps",
     "workflowtemplates.argoproj.io",
     "services",
@@ -71,6 +74,54 @@ def test_apply_creates_owned_children_and_ready_status(kube_cluster, operator):
     assert "alpha" in table and "Ready" in table
     # The API server applied the CRD's defaults to what we did not set.
     assert twin["spec"]["training"]["batchSize"] == 4
+
+
+def can(kube_cluster, who: str, *request: str, namespace: str = "default") -> bool:
+    """`kubectl auth can-i` as `who`: what the API server's authorizer says, not what a manifest claims."""
+    answer = kube_cluster.kubectl("auth", "can-i", *request, "-n", namespace, f"--as={who}", check=False)
+    assert answer.stdout.strip() in ("yes", "no"), answer.stderr
+    return answer.stdout.strip() == "yes"
+
+
+def test_a_twins_workflows_run_as_an_identity_that_can_touch_only_that_twin(kube_cluster, operator):
+    for name in ("iota", "kappa"):
+        apply(kube_cluster, twin_doc(name))
+    for name in ("iota", "kappa"):
+        wait_ready(kube_cluster, name)
+    for kind in ("ingest", "retrain"):
+        template = get_json(kube_cluster, "workflowtemplates.argoproj.io", names.workflow_template_name("iota", kind))
+        assert template["spec"]["serviceAccountName"] == names.workflow_identity_name("iota")
+    step = f"system:serviceaccount:default:{names.workflow_identity_name('iota')}"
+    # What its steps do: read the twin, write its status, let Argo's executor record task results.
+    assert can(kube_cluster, step, "get", "llmtwins.llmtwin.dev/iota")
+    assert can(kube_cluster, step, "patch", "llmtwins.llmtwin.dev/iota", "--subresource=status")
+    assert can(kube_cluster, step, "create", "workflowtaskresults.argoproj.io")
+    # Nothing else: not the other twin of its namespace, not another namespace, no Secrets, no Workflows.
+    assert not can(kube_cluster, step, "patch", "llmtwins.llmtwin.dev/kappa", "--subresource=status")
+    assert not can(kube_cluster, step, "get", "llmtwins.llmtwin.dev/kappa")
+    assert not can(kube_cluster, step, "list", "llmtwins.llmtwin.dev")
+    assert not can(kube_cluster, step, "patch", "llmtwins.llmtwin.dev/iota")  # the spec is the user's
+    assert not can(kube_cluster, step, "get", "llmtwins.llmtwin.dev/iota", namespace="kube-system")
+    assert not can(kube_cluster, step, "get", "secrets")
+    assert not can(kube_cluster, step, "create", "workflows.argoproj.io")
+
+
+def test_the_operator_cannot_do_what_it_does_not_need(kube_cluster, operator):
+    who = "system:serviceaccount:llmtwin-system:llmtwin-operator"
+    assert can(kube_cluster, who, "get", "secrets")  # a Secret a twin names, by name
+    for request in (
+        ("list", "secrets"),
+        ("watch", "secrets"),
+        ("create", "secrets"),
+        ("create", "pods"),
+        ("create", "workflows.argoproj.io"),
+        ("delete", "llmtwins.llmtwin.dev"),
+        ("delete", "configmaps"),
+        ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+        ("escalate", "roles.rbac.authorization.k8s.io"),
+        ("bind", "clusterroles.rbac.authorization.k8s.io"),
+    ):
+        assert not can(kube_cluster, who, *request), request
 
 
 def test_spec_edit_updates_children_and_observed_generation(kube_cluster, operator):

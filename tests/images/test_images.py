@@ -13,10 +13,11 @@ import urllib.request
 import pytest
 import yaml
 
+from llmtwin.api.names import workflow_identity_name
 from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.config import PlatformSettings
 from llmtwin.corpus.store import ChunkStore
-from llmtwin.operator.builders import config_map
+from llmtwin.operator.builders import config_map, workflow_identity
 from llmtwin.sources.changes import ObjectChange, encode_changes
 from llmtwin.workflows.templates import INGEST_STEP, build_workflow, ingest_template
 from tests.harness import free_port, wait_for
@@ -133,10 +134,6 @@ def test_the_workflows_image_runs_the_ingest_step(image_env, kube_cluster, minio
     k = kube_cluster.kubectl
     namespace = "image-workflows"
     k("create", "namespace", namespace)
-    k("apply", "-f", str(ROOT / "manifests/operator/workflow-rbac.yaml"))
-    k("create", "serviceaccount", "llmtwin-workflow", "-n", namespace)
-    k("create", "rolebinding", "llmtwin-workflow", "-n", namespace, "--clusterrole=llmtwin-workflow",
-      f"--serviceaccount={namespace}:llmtwin-workflow")  # fmt: skip
     create_s3_secret(kube_cluster, minio_server, name="image-s3", namespace=namespace)
     doc = twin_doc("imaged", namespace, vectorStore={"uri": milvus_server.uri})
     doc["spec"]["sources"] = [
@@ -145,7 +142,8 @@ def test_the_workflows_image_runs_the_ingest_step(image_env, kube_cluster, minio
     k("apply", "-f", "-", input=yaml.safe_dump(doc))
     twin = LLMTwin.model_validate(get_json(kube_cluster, "llmtwin", "imaged", "-n", namespace))
     template = ingest_template(twin, PlatformSettings())
-    k("apply", "--server-side", "--force-conflicts", "-f", "-", input=yaml.safe_dump_all([config_map(twin), template]))
+    children = [*workflow_identity(twin), config_map(twin), template]  # as the operator renders them
+    k("apply", "--server-side", "--force-conflicts", "-f", "-", input=yaml.safe_dump_all(children))
     client = minio_server.client()
     if not client.bucket_exists("image-essays"):  # the session operator, if running, wires (creates) it too
         client.make_bucket("image-essays")
@@ -154,7 +152,7 @@ def test_the_workflows_image_runs_the_ingest_step(image_env, kube_cluster, minio
 
     objects = encode_changes([ObjectChange("image-essays", "gulls.md")])
     workflow = build_workflow(twin, "ingest", {"objects": objects}, "image")
-    kubeconfig = kube_cluster.service_account_kubeconfig(namespace, "llmtwin-workflow")
+    kubeconfig = kube_cluster.service_account_kubeconfig(namespace, workflow_identity_name(twin.name))
     run = run_container(kube_cluster, template, workflow, INGEST_STEP, tmp_path, kubeconfig, python=env.python)
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads(run.stdout.strip().splitlines()[-1])["objects"][0]["outcome"] == "ingested"

@@ -2,7 +2,7 @@
 schemas, and run through a kubelet stand-in (tests/harness/kubelet.py: no container runtime here)
 that mounts exactly the ConfigMap and Secrets the template names. A twin with two sources on two real
 MinIO servers with different credentials ingests both: each source is read with its own Secret.
-Status is written as the workflow ServiceAccount (manifests/operator/workflow-rbac.yaml)."""
+Status is written as the twin's workflow ServiceAccount, with the Role the operator renders for it."""
 
 import io
 import json
@@ -10,9 +10,10 @@ import json
 import pytest
 import yaml
 
+from llmtwin.api.names import workflow_identity_name
 from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.config import PlatformSettings
-from llmtwin.operator.builders import config_map
+from llmtwin.operator.builders import config_map, workflow_identity
 from llmtwin.sources.changes import ObjectChange, encode_changes
 from llmtwin.workflows.templates import INGEST_STEP, build_workflow, ingest_template
 from tests.harness.kubelet import run_container
@@ -40,10 +41,6 @@ def test_two_sources_on_two_endpoints_each_ingest_with_their_own_secret(
     k = kube_cluster.kubectl
     assert minio_server.secret_key != second_minio.secret_key  # the first server's keys open nothing on the second
     k("create", "namespace", NAMESPACE)
-    k("apply", "-f", str(ROOT / "manifests/operator/workflow-rbac.yaml"))
-    k("create", "serviceaccount", "llmtwin-workflow", "-n", NAMESPACE)
-    k("create", "rolebinding", "llmtwin-workflow", "-n", NAMESPACE, "--clusterrole=llmtwin-workflow",
-      f"--serviceaccount={NAMESPACE}:llmtwin-workflow")  # fmt: skip
     secret(kube_cluster, "essays-s3", accessKey=minio_server.access_key, secretKey=minio_server.secret_key)
     secret(kube_cluster, "posts-s3", id=second_minio.access_key, key=second_minio.secret_key)
     doc = twin_doc("two-sources", NAMESPACE)
@@ -61,11 +58,12 @@ def test_two_sources_on_two_endpoints_each_ingest_with_their_own_secret(
 
     # What the operator applies (the twin's ConfigMap, the ingest template), checked by the real schemas.
     template = ingest_template(twin, PlatformSettings())
-    k("apply", "--server-side", "--force-conflicts", "-f", "-", input=yaml.safe_dump_all([config_map(twin), template]))
+    children = [*workflow_identity(twin), config_map(twin), template]  # as the operator renders them
+    k("apply", "--server-side", "--force-conflicts", "-f", "-", input=yaml.safe_dump_all(children))
     upload(minio_server, "essays", "walls/harbour walls.pdf", (ROOT / "examples/corpus/harbour-walls.pdf").read_bytes())
     upload(second_minio, "posts", "2026/posts.jsonl", (ROOT / "examples/corpus/posts.jsonl").read_bytes())
 
-    kubeconfig = kube_cluster.service_account_kubeconfig(NAMESPACE, "llmtwin-workflow")
+    kubeconfig = kube_cluster.service_account_kubeconfig(NAMESPACE, workflow_identity_name(twin.name))
     # One Workflow for both objects (two sources, two endpoints, two Secrets), as the gateway batches them.
     changes = [ObjectChange("essays", "walls/harbour walls.pdf"), ObjectChange("posts", "2026/posts.jsonl")]
     workflow = build_workflow(twin, "ingest", {"objects": encode_changes(changes)}, "both")

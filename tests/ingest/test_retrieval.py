@@ -1,9 +1,13 @@
 """Retrieval: filters, and the messages the front door sends to the model server."""
 
 import datetime as dt
+import socket
 
+import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
+from llmtwin.frontdoor.answer import FrontDoor
 from llmtwin.frontdoor.retrieve import Retriever, source_filter
 from tests.ingest.conftest import drop
 
@@ -46,6 +50,45 @@ def test_self_query_filters_by_the_dates_the_question_names(retriever):
     asking = Retriever(twin, retriever.store, retriever.embedder)
     assert [h.key for h in asking.retrieve(question)] == ["2026/ferry.md"]  # dated by its file: today
     assert [h.key for h in asking.retrieve("What did I note about fog in November 2025?")] == ["2025/fog.md"]
+
+
+def test_self_query_filters_by_the_sources_the_question_names(retriever):
+    twin = retriever.twin.model_copy(deep=True)
+    twin.spec.serving.gateway.self_query = True
+    asking = Retriever(twin, retriever.store, retriever.embedder)
+    foghorn = "What sound does the foghorn make"
+    assert retriever.retrieve(f"{foghorn}, in ferry.md?")[0].key == "2025/fog.md"  # off: only words
+    assert [h.key for h in asking.retrieve(f"{foghorn}, in ferry.md?")] == ["2026/ferry.md"]
+    assert [h.key for h in asking.retrieve(f'{foghorn}, in "Ferry"?')] == ["2026/ferry.md"]  # by title
+    # A name this twin has no file of filters nothing: the question is answered from its words.
+    assert asking.retrieve(f"{foghorn}, in harbour.md?")[0].key == "2025/fog.md"
+
+
+def test_paraphrases_fuse_their_lists_with_the_questions(retriever):
+    fog = "What sound does the foghorn make?"
+    ferry = ["When does the winter ferry leave?", "What time is the boat to the islands?"]
+    assert retriever.retrieve(fog, top_k=1)[0].key == "2025/fog.md"
+    hits, vector = retriever.retrieve_with_vector(fog, top_k=1, paraphrases=ferry)
+    assert [h.key for h in hits] == ["2026/ferry.md"]  # two lists of three rank the ferry first
+    # The drift monitor sees the question's embedding, not a paraphrase's (batched, so equal to float error).
+    assert np.allclose(vector, retriever.embedder.embed([fog])[0], atol=1e-5)
+
+
+def test_a_failing_model_server_costs_the_expansion_not_the_answer(retriever):
+    twin = retriever.twin.model_copy(deep=True)
+    twin.spec.serving.gateway.query_expansion = 2
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        door = FrontDoor(
+            twin,
+            Retriever(twin, retriever.store, retriever.embedder),
+            f"http://{closed.getsockname()[0]}:{closed.getsockname()[1]}",
+        )
+        failures = REGISTRY.get_sample_value("llmtwin_query_expansion_failures_total") or 0.0
+        answer = door.ask("What sound does the foghorn make?", generate=False)
+    assert answer.hits[0].key == "2025/fog.md" and answer.paraphrases == []
+    assert REGISTRY.get_sample_value("llmtwin_query_expansion_failures_total") == failures + 1
+    assert "expand" in answer.timings
 
 
 def test_the_prompt_speaks_as_the_author_and_carries_the_passages(retriever):

@@ -39,7 +39,7 @@ def test_the_twins_retrieval_mode_is_the_one_used(ingested, embedder):
     for mode, search in [
         ("bm25", lambda k: ingested.store.keyword_search(question, k)),
         ("dense", lambda k: ingested.store.search(embedder.embed([question])[0], k)),
-        ("hybrid", lambda k: ingested.store.hybrid_search(question, embedder.embed([question])[0], k)),
+        ("hybrid", lambda k: ingested.store.fused_search([question], embedder.embed([question]), k)),
     ]:
         twin = ingested.twin.model_copy(deep=True)
         twin.spec.serving.gateway.retrieval = mode

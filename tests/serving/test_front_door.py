@@ -26,7 +26,8 @@ RINGS = "How many iron rings are on the harbour wall?"
 
 
 @pytest.fixture(scope="module")
-def front_door(smollm2_server, tmp_path_factory):
+def corpus_twin(tmp_path_factory):
+    """The example twin with the demo corpus ingested."""
     work = tmp_path_factory.mktemp("front-door")
     twin = example_twin(vectorStore={"uri": str(work / "milvus.db")}, sources=[{"bucket": "corpus"}])
     pipeline = IngestPipeline(
@@ -35,7 +36,12 @@ def front_door(smollm2_server, tmp_path_factory):
     for path in sorted((ROOT / "examples" / "corpus").iterdir()):
         assert pipeline.put("corpus", path.name).outcome == "ingested", path
     store_for(twin).flush()
-    door = FrontDoor(twin, Retriever(twin), smollm2_server.url)
+    return twin
+
+
+@pytest.fixture(scope="module")
+def front_door(smollm2_server, corpus_twin):
+    door = FrontDoor(corpus_twin, Retriever(corpus_twin), smollm2_server.url)
     with served(create_app(door, lambda: {})) as url:
         yield url
 
@@ -78,3 +84,13 @@ def test_ask_answers_with_sources_scores_and_timings(front_door):
     assert set(answer["timings_ms"]) == {"retrieve", "total"}
     metrics = urllib.request.urlopen(f"{front_door}/metrics", timeout=10).read().decode()
     assert 'llmtwin_frontdoor_questions_total{outcome="generated"}' in metrics
+
+
+def test_query_expansion_searches_the_paraphrases_the_model_writes(smollm2_server, corpus_twin):
+    twin = corpus_twin.model_copy(deep=True)
+    twin.spec.serving.gateway.query_expansion = 2
+    answer = FrontDoor(twin, Retriever(twin), smollm2_server.url).ask(RINGS, generate=False)
+    assert 1 <= len(answer.paraphrases) <= 2, answer.paraphrases  # only the model writes them
+    assert all(p.strip() and p.lower() != RINGS.lower() for p in answer.paraphrases)
+    assert answer.wire()["paraphrases"] == answer.paraphrases and answer.timings["expand"] > 0
+    assert "corpus/harbour-walls.pdf" in [h.source for h in answer.hits]

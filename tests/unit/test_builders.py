@@ -6,6 +6,7 @@ from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.config import PlatformSettings as Settings
 from llmtwin.operator import builders, serving
 from llmtwin.operator.apply import contains
+from llmtwin.workflows import templates
 from tests.twins import example_twin
 
 
@@ -22,6 +23,9 @@ def test_children_are_named_labelled_and_namespaced():
     kinds = sorted(k for k, _ in by_kind(objs))
     assert kinds == sorted(
         [
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
             "ConfigMap",
             "WorkflowTemplate",
             "WorkflowTemplate",
@@ -185,3 +189,21 @@ def test_contains_ignores_server_added_fields_but_not_changes():
     emptied = {"spec": {"initContainers": [], "replicas": 1}}
     assert contains({"spec": {"replicas": 1}}, emptied)
     assert not contains({"spec": {"initContainers": [{"name": "fetch-adapter"}], "replicas": 1}}, emptied)
+
+
+class TestWorkflowIdentity:
+    def test_the_workflows_run_as_the_twins_own_account_bound_to_its_own_role(self):
+        account, role, binding = builders.workflow_identity(twin())
+        assert account["metadata"]["name"] == role["metadata"]["name"] == binding["metadata"]["name"] == "demo-workflow"
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "demo-workflow"}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "demo-workflow", "namespace": "default"}]
+        template = templates.ingest_template(twin(), Settings())
+        assert template["spec"]["serviceAccountName"] == "demo-workflow"
+
+    def test_the_role_names_this_twin_only(self):
+        _, role, _ = builders.workflow_identity(twin())
+        rules = {tuple(r["resources"]): r for r in role["rules"]}
+        assert set(rules) == {("llmtwins",), ("llmtwins/status",), ("workflowtaskresults",)}  # no Secrets, no pods
+        assert rules[("llmtwins",)]["verbs"] == ["get"] and rules[("llmtwins",)]["resourceNames"] == ["demo"]
+        assert rules[("llmtwins/status",)]["verbs"] == ["get", "patch"]
+        assert rules[("llmtwins/status",)]["resourceNames"] == ["demo"]

@@ -21,11 +21,11 @@ def test_a_bad_value_is_refused_naming_its_variable(monkeypatch):
 
 def test_values_come_from_their_variables(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
-    monkeypatch.setenv("LLMTWIN_WORKFLOW_SA", "runner")
+    monkeypatch.setenv("LLMTWIN_WORKFLOW_IMAGE", "registry.local/steps:1")
     monkeypatch.setenv("LLMTWIN_GATEWAY_NAMESPACES", "a, b")
     monkeypatch.setenv("KUBECONFIG", "/tmp/kubeconfig")
     gateway = load(GatewaySettings)
-    assert gateway.mlflow_tracking_uri == "http://mlflow:5000" and gateway.workflow_service_account == "runner"
+    assert gateway.mlflow_tracking_uri == "http://mlflow:5000" and gateway.workflow_image == "registry.local/steps:1"
     assert gateway.namespaces == ["a", "b"] and gateway.kubeconfig == "/tmp/kubeconfig"
 
 

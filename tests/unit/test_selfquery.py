@@ -1,10 +1,11 @@
-"""Self-query: the date window a question names."""
+"""Self-query: the date window and the sources a question names; query expansion's reading of the model's answer."""
 
 import datetime as dt
 
 import pytest
 
-from llmtwin.frontdoor.selfquery import date_window
+from llmtwin.frontdoor.expand import paraphrase_lines
+from llmtwin.frontdoor.selfquery import NamedSources, date_window, named_sources
 
 TODAY = dt.date(2026, 12, 2)
 
@@ -34,3 +35,31 @@ def test_the_window_a_question_names(question, window):
 @pytest.mark.parametrize("question", ["Why do you like gulls?", "Who may come in?", "In the fog, what sounds?"])
 def test_no_date_no_window(question):
     assert date_window(question, TODAY) is None
+
+
+@pytest.mark.parametrize(
+    ("question", "named"),
+    [
+        ("What did I say about tides in garden.md?", NamedSources(files=("garden.md",))),
+        ("In notes/2025/fog.markdown, what sound?", NamedSources(files=("notes/2025/fog.markdown",))),
+        ('What does "Notes on Fog" say about horns?', NamedSources(titles=("Notes on Fog",))),
+        ("What does \u201cThe Ferry\u201d say?", NamedSources(titles=("The Ferry",))),
+        ('Compare "fog.md" and ferry.txt', NamedSources(files=("ferry.txt", "fog.md"))),
+        ("What's the ferry's schedule? It's late.", None),  # apostrophes are not quotes
+        ("What is version 2.5 of the plan, e.g. the next step?", None),  # dots that are not file names
+        ("Is node.js in report.pdfx?", None),  # not an extension the parser reads
+    ],
+)
+def test_the_sources_a_question_names(question, named):
+    found = named_sources(question)
+    if named and found:
+        assert sorted(found.files) == sorted(named.files) and found.titles == named.titles
+    else:
+        assert found == named
+
+
+def test_paraphrases_are_read_from_the_models_lines():
+    answer = '1. When is the ferry leaving?\n- "What time does the boat depart?"\n\nWhen does the ferry leave?\n2) ok\n'
+    question = "When does the ferry leave?"
+    assert paraphrase_lines(answer, question, 4) == ["When is the ferry leaving?", "What time does the boat depart?"]
+    assert paraphrase_lines(answer, question, 1) == ["When is the ferry leaving?"]

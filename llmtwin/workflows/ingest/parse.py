@@ -20,17 +20,8 @@ from typing import Any
 
 from llmtwin.api.errors import ReasonedError
 from llmtwin.api.timestamps import unix_seconds
+from llmtwin.api.v1alpha1 import file_type_of
 
-SUFFIX_TYPES = {
-    ".txt": "txt",
-    ".md": "md",
-    ".markdown": "md",
-    ".html": "html",
-    ".htm": "html",
-    ".pdf": "pdf",
-    ".json": "json",
-    ".jsonl": "jsonl",
-}
 POST_TEXT_FIELDS = ("text", "body", "content", "message")
 POST_ID_FIELDS = ("id", "post_id", "guid", "uuid", "url", "link", "permalink", "slug")
 POST_TITLE_FIELDS = ("title", "subject")
@@ -54,10 +45,6 @@ class ParsedDocument:
     document_id: str = ""  # a post's id within its export; "" for a whole file
     published_at: int = 0  # seconds since the epoch; 0 when the document carries no date
     meta: dict[str, Any] = field(default_factory=dict)  # the encoding, front matter, a post's url and tags
-
-
-def file_type_of(key: str) -> str | None:
-    return SUFFIX_TYPES.get(PurePosixPath(key).suffix.lower())
 
 
 # ---------------------------------------------------------------------------------------- decoding

@@ -18,13 +18,13 @@ from typing import Any
 from llama_index.core.node_parser import SentenceSplitter
 from prometheus_client import Counter, Histogram
 
-from llmtwin.api.v1alpha1 import LLMTwin, SourceSpec
+from llmtwin.api.v1alpha1 import LLMTwin, SourceSpec, file_type_of
 from llmtwin.corpus.embed import Embedder
 from llmtwin.corpus.store import ChunkStore, chunk_row
 from llmtwin.sources.changes import ObjectChange
 from llmtwin.sources.objects import ObjectMissing, ObjectStore, ObjectTooLarge, UnsafeKey
 from llmtwin.workflows.ingest.clean import clean
-from llmtwin.workflows.ingest.parse import DocumentRejected, file_type_of, parse
+from llmtwin.workflows.ingest.parse import DocumentRejected, parse
 
 STAGE_SECONDS = Histogram("llmtwin_ingest_stage_seconds", "Time per ingest stage", ["stage"])
 OBJECTS = Counter("llmtwin_ingest_objects_total", "Objects processed by outcome", ["outcome", "reason"])
