@@ -116,7 +116,9 @@ def throughput(bootstrap: str, kubeconfig: Path, topic: str, keys: list[str], st
     bare = drain(KafkaMessageConsumer(bootstrap, topic, f"bare-{topic}"), len(keys), None)
     api = api_client(str(kubeconfig), pool_size=16)
     dead = CountedDeadLetters(bootstrap)
-    gateway = ObjectGateway(KubernetesTwins(api, [NAMESPACE], stop=stop), KubernetesSubmitter(api, stop), dead)
+    gateway = ObjectGateway(
+        KubernetesTwins(api, PLATFORM.milvus_uri, [NAMESPACE], stop=stop), KubernetesSubmitter(api, stop), dead
+    )
     try:
         ours = drain(KafkaMessageConsumer(bootstrap, topic, f"ours-{topic}"), len(keys), gateway.handle)
     finally:
@@ -163,7 +165,9 @@ def latency(
 
     api = api_client(str(kube.kubeconfig))
     dead = CountedDeadLetters(bootstrap)
-    gateway = ObjectGateway(KubernetesTwins(api, [NAMESPACE], stop=stop), KubernetesSubmitter(api, stop), dead)
+    gateway = ObjectGateway(
+        KubernetesTwins(api, PLATFORM.milvus_uri, [NAMESPACE], stop=stop), KubernetesSubmitter(api, stop), dead
+    )
     consumer = KafkaMessageConsumer(bootstrap, PLATFORM.objects_topic, f"latency-{bucket}")
     loop = Worker(
         consume, consumer, PLATFORM.objects_topic, gateway.handle, stop, window=COALESCE_SECONDS, name="gateway loop"

@@ -3,7 +3,7 @@
 # the clone so fresh clones on the same machine reuse them:
 #   $LLMTWIN_CACHE/bin/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,minio,rollouts-controller,kwok}
 #   $LLMTWIN_CACHE/kafka-<v>/libs/*.jar
-#   $LLMTWIN_CACHE/crds/{argo-workflows,argo-rollouts,prometheus-operator}/*.yaml
+#   $LLMTWIN_CACHE/crds/{argo-workflows,argo-rollouts,prometheus-operator,argo-cd,knative-serving}/*.yaml
 #   $LLMTWIN_CACHE/kwok-stages/*.yaml
 # Usage: infra/build.sh [all|debian|kubernetes|crds|kafka|minio|rollouts|kwok]...   (default: all)
 set -euo pipefail
@@ -72,16 +72,21 @@ kubernetes() {
 
 crds() {
   local out="$CACHE/crds"
-  local stamp="$out/.stamp-$ARGO_WORKFLOWS_VERSION-$ARGO_ROLLOUTS_VERSION-$PROMETHEUS_OPERATOR_VERSION"
+  local stamp="$out/.stamp-$ARGO_WORKFLOWS_VERSION-$ARGO_ROLLOUTS_VERSION-$PROMETHEUS_OPERATOR_VERSION-$ARGO_CD_VERSION-$KNATIVE_SERVING_VERSION"
   [ -f "$stamp" ] && { log "third-party CRDs cached"; return; }
-  log "fetching Argo Workflows/Rollouts and prometheus-operator CRDs from their Go module zips"
+  log "fetching Argo Workflows/Rollouts/CD, prometheus-operator and Knative Serving CRDs from their Go module zips"
   local tmp; tmp=$(mktemp -d)
   (cd "$tmp" && go mod init crds >/dev/null 2>&1)
   mod_dir() { (cd "$tmp" && module_dir "$1"); }
-  rm -rf "$out"; mkdir -p "$out"/{argo-workflows,argo-rollouts,prometheus-operator}
+  rm -rf "$out"; mkdir -p "$out"/{argo-workflows,argo-rollouts,prometheus-operator,argo-cd,knative-serving}
   cp "$(mod_dir "github.com/argoproj/argo-workflows/v3@$ARGO_WORKFLOWS_VERSION")"/manifests/base/crds/full/*.yaml "$out/argo-workflows/"
   cp "$(mod_dir "github.com/argoproj/argo-rollouts@$ARGO_ROLLOUTS_VERSION")"/manifests/crds/*-crd.yaml "$out/argo-rollouts/"
   cp "$(mod_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")"/example/prometheus-operator-crd-full/*.yaml "$out/prometheus-operator/"
+  # Argo CD: Application, ApplicationSet, AppProject (the argocd/ Applications are validated against them).
+  cp "$(mod_dir "github.com/argoproj/argo-cd/v3@$ARGO_CD_VERSION")"/manifests/crds/*-crd.yaml "$out/argo-cd/"
+  # Knative Serving: Service, Configuration, Revision, Route, DomainMapping and its autoscaling CRDs
+  # (manifests/gateway/knative's Service is validated against them; eventing-kafka's KafkaSource is not on the proxy).
+  cp "$(mod_dir "knative.dev/serving@$KNATIVE_SERVING_VERSION")"/config/core/300-resources/*.yaml "$out/knative-serving/"
   rm -f "$out"/*/kustomization.yaml
   chmod -R u+w "$out"; rm -rf "$tmp"
   touch "$stamp"

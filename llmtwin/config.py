@@ -47,6 +47,10 @@ class PlatformSettings(_Settings):
     workflow_image: str = Field(
         "ghcr.io/llmtwin/workflows:0.1.0", description="Image of the workflow steps (`llmtwin step ...`)."
     )
+    milvus_uri: str = Field(
+        "http://milvus.milvus.svc:19530",
+        description="The platform's Milvus, for every twin whose spec.vectorStore.uri is empty.",
+    )
     kafka_bootstrap: str = Field(
         "kafka.llmtwin-system.svc:9092", description="Kafka bootstrap servers; empty: no Kafka (embedded mode)."
     )

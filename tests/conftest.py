@@ -131,9 +131,15 @@ def operator_sa_kubeconfig(kube_cluster) -> Path:
 
 
 @pytest.fixture(scope="session")
-def operator(operator_sa_kubeconfig, kube_cluster, kafka_broker, minio_to_kafka, mlflow_server, tmp_path_factory):
+def operator(
+    operator_sa_kubeconfig, kube_cluster, kafka_broker, minio_to_kafka, mlflow_server, milvus_server, tmp_path_factory
+):
     create_s3_secret(kube_cluster, minio_to_kafka)
-    env = {**platform_env(kafka_broker, minio_to_kafka), "MLFLOW_TRACKING_URI": mlflow_server.tracking_uri}
+    env = {
+        **platform_env(kafka_broker, minio_to_kafka),
+        "MLFLOW_TRACKING_URI": mlflow_server.tracking_uri,
+        "LLMTWIN_MILVUS_URI": milvus_server.uri,  # the platform's Milvus: twins that name none use it
+    }
     proc = OperatorProcess(operator_sa_kubeconfig, tmp_path_factory.mktemp("operator"), env)
     proc.start()
     try:

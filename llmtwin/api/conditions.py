@@ -41,6 +41,7 @@ class Reason(StrEnum):
     AS_EXPECTED = "AsExpected"
     SPEC_INVALID = "SpecInvalid"
     APPLY_FAILED = "ApplyFailed"
+    COLLECTION_TAKEN = "CollectionTaken"  # another twin's Milvus collection
     # StorageReady
     WIRED = "Wired"
     SECRET_MISSING = "SecretMissing"

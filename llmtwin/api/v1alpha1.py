@@ -195,6 +195,10 @@ MILVUS_SERVER_ONLY_INDEXES = ("HNSW",)
 MILVUS_LITE_FILE_PATTERN = r"(^|/)[A-Za-z0-9._-]{1,36}$"
 MILVUS_LITE_FILE_MESSAGE = "a Milvus Lite file's name has at most 36 letters, digits, dots, dashes and underscores"
 MILVUS_LITE_INDEX_MESSAGE = "Milvus Lite (a file uri) has no HNSW index: use AUTOINDEX (the default), FLAT or IVF_FLAT"
+MILVUS_FILE_ON_CLUSTER_MESSAGE = (
+    "a file path is Milvus Lite, on one machine: pods cannot share it. On a cluster leave uri empty (the "
+    "platform's Milvus) or give http(s)://host:port; file paths are for `llmtwin up`"
+)
 IMMUTABLE_VECTOR_STORE_FIELDS = ("collection", "embeddingModel", "dimension", "metric", "indexType")
 _OPTIONAL_VECTOR_STORE_FIELDS = {"collection"}
 
@@ -220,16 +224,12 @@ class VectorStoreSpec(ApiModel):
                     "chunkOverlap must be smaller than chunkSize",
                     ".chunkOverlap",
                 ),
+                # Only the API server runs CEL, so this rule is what "on a cluster" means: a file there
+                # would be one pod's, and every step and front door pod would get a different, empty one.
                 cel(
-                    f"self.uri.startsWith('http://') || self.uri.startsWith('https://') || "
-                    f"!(self.indexType in {list(MILVUS_SERVER_ONLY_INDEXES)})",
-                    MILVUS_LITE_INDEX_MESSAGE,
-                    ".indexType",
-                ),
-                cel(
-                    "self.uri.startsWith('http://') || self.uri.startsWith('https://') || "
-                    f"self.uri.matches('{MILVUS_LITE_FILE_PATTERN}')",
-                    MILVUS_LITE_FILE_MESSAGE,
+                    "!has(self.uri) || self.uri == '' || self.uri.startsWith('http://') || "
+                    "self.uri.startsWith('https://')",
+                    MILVUS_FILE_ON_CLUSTER_MESSAGE,
                     ".uri",
                 ),
                 *(immutable(f, f in _OPTIONAL_VECTOR_STORE_FIELDS) for f in IMMUTABLE_VECTOR_STORE_FIELDS),
@@ -238,10 +238,11 @@ class VectorStoreSpec(ApiModel):
     )
 
     uri: str = Field(
-        default="http://milvus.milvus.svc:19530",
-        min_length=1,
+        default="",
         max_length=512,
-        description="Milvus URI: `http(s)://host:port` for a server, or a local file path for Milvus Lite.",
+        description="Milvus: `http(s)://host:port` for a server; empty (the default) for the platform's Milvus on a "
+        "cluster (the operator's LLMTWIN_MILVUS_URI) and `<data dir>/milvus.db` under `llmtwin up`; a file path "
+        "(Milvus Lite) only under `llmtwin up`.",
     )
     collection: str | None = Field(
         default=None,
@@ -267,7 +268,7 @@ class VectorStoreSpec(ApiModel):
     def _overlap_below_size(self) -> VectorStoreSpec:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("vectorStore.chunkOverlap must be smaller than vectorStore.chunkSize")
-        if not self.uri.startswith(("http://", "https://")):
+        if self.uri and not self.uri.startswith(("http://", "https://")):
             if self.index_type in MILVUS_SERVER_ONLY_INDEXES:
                 raise ValueError(f"vectorStore.indexType: {MILVUS_LITE_INDEX_MESSAGE}")
             if not re.search(MILVUS_LITE_FILE_PATTERN, self.uri):
@@ -845,6 +846,7 @@ class ObjectMeta(BaseModel):
     uid: str | None = None
     generation: int | None = None
     resource_version: str | None = Field(default=None, alias="resourceVersion")
+    creation_timestamp: str | None = Field(default=None, alias="creationTimestamp")  # who came first (tenancy)
 
 
 class LLMTwin(BaseModel):
@@ -870,3 +872,13 @@ class LLMTwin(BaseModel):
     def collection(self) -> str:
         """The Milvus collection for this twin (spec override or a name derived from namespace/name)."""
         return self.spec.vector_store.collection or default_collection(self.namespace, self.name)
+
+    def with_default_milvus(self, uri: str) -> LLMTwin:
+        """This twin with an empty `vectorStore.uri` made `uri`: the platform's Milvus (a cluster's processes), or
+        the data directory's Milvus Lite file (`llmtwin up`). The spec as written keeps it empty."""
+        if self.spec.vector_store.uri:
+            return self
+        twin = self.model_copy(deep=True)
+        # Validated again: what a file uri allows (index types, file names) is checked for the filled one.
+        twin.spec.vector_store = VectorStoreSpec.model_validate({**self.spec.vector_store.wire(), "uri": uri})
+        return twin

@@ -55,7 +55,7 @@ def render(
     twin = load_twin_file(file)
     with exit_on_settings_error():
         settings = load(PlatformSettings)
-    objs = children(twin, settings)
+    objs = children(twin.with_default_milvus(settings.milvus_uri), settings)  # as the operator renders it
     if output is None:
         sys.stdout.write(dump_yaml(objs))
         return

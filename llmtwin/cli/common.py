@@ -42,6 +42,25 @@ def load_twin_file(path: Path) -> LLMTwin:
         raise typer.Exit(2) from exc
 
 
+def load_local_twin(path: Path, data_dir: Path | None) -> tuple[LLMTwin, Path]:
+    """A twin file run on this machine (`up`, `ask`, `train`, `status`, ...) and its data directory (default
+    .llmtwin/<name>). An empty vectorStore.uri is the server LLMTWIN_MILVUS_URI names when it is set, else
+    Milvus Lite in `<data dir>/milvus.db`."""
+    from llmtwin.config import EmbeddedSettings, load
+    from llmtwin.embedded.state import default_data_dir
+
+    with exit_on_settings_error():
+        settings = load(EmbeddedSettings)
+    twin = load_twin_file(path)
+    data_dir = Path(data_dir or default_data_dir(twin)).resolve()
+    named = "milvus_uri" in settings.model_fields_set
+    try:
+        return twin.with_default_milvus(settings.milvus_uri if named else str(data_dir / "milvus.db")), data_dir
+    except ValidationError as exc:
+        err.print(f"[red]{path}: invalid LLMTwin[/]\n{format_validation_error(exc)}")
+        raise typer.Exit(2) from exc
+
+
 @contextlib.contextmanager
 def exit_on_settings_error() -> Iterator[None]:
     """A bad environment variable ends the command with its name and problem, not a traceback."""

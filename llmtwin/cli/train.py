@@ -17,7 +17,7 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from llmtwin.cli.common import DataDir, TwinFile, err, exit_on_settings_error, load_twin_file
+from llmtwin.cli.common import DataDir, TwinFile, err, exit_on_settings_error, load_local_twin
 from llmtwin.config import EmbeddedSettings
 
 
@@ -64,17 +64,16 @@ def train(
     """Retrain the twin's LoRA adapter locally: dataset, fine-tune, evaluate against production, register."""
     from llmtwin.api.errors import SpecError
     from llmtwin.config import load
-    from llmtwin.embedded.state import default_data_dir, running_server
+    from llmtwin.embedded.state import running_server
     from llmtwin.embedded.twin import local_settings, status_file, step_context
     from llmtwin.events.retrains import started
     from llmtwin.workflows.retrain.workspace import RetrainWorkspace
     from llmtwin.workflows.runner import LocalRunner, WorkflowFailed
     from llmtwin.workflows.templates import RETRAIN_STEPS, build_workflow
 
-    twin = load_twin_file(file)
+    twin, data_dir = load_local_twin(file, data_dir)
     if max_steps:
         twin.spec.training = twin.spec.training.model_copy(update={"max_steps": max_steps})
-    data_dir = (data_dir or default_data_dir(twin)).resolve()
     if running_server(data_dir) and "://" not in twin.spec.vector_store.uri:
         err.print(
             f"[red]llmtwin up is running for {data_dir}: stop it first (Milvus Lite allows one process per file)[/]"

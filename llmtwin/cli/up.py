@@ -15,7 +15,15 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from llmtwin.cli.common import DataDir, TwinFile, err, exit_on_settings_error, free_port, load_twin_file, out
+from llmtwin.cli.common import (
+    DataDir,
+    TwinFile,
+    err,
+    exit_on_settings_error,
+    free_port,
+    load_local_twin,
+    out,
+)
 
 REMOTE_POLL_SECONDS = 10.0
 PROMOTION_POLL_SECONDS = 1.0
@@ -44,11 +52,10 @@ def up(
     version that passes the evaluation gate is served at once (no restart; `llmtwin status`,
     `promote`, `rollback`). Ctrl-C stops cleanly."""
     from llmtwin.config import EmbeddedSettings, load
-    from llmtwin.embedded.state import default_data_dir, running_server
+    from llmtwin.embedded.state import running_server
     from llmtwin.embedded.twin import EmbeddedTwin, local_settings
 
-    twin = load_twin_file(file)
-    data_dir = data_dir or default_data_dir(twin)
+    twin, data_dir = load_local_twin(file, data_dir)
     with exit_on_settings_error():
         settings = local_settings(data_dir, load(EmbeddedSettings), twin)
     if running_server(data_dir):
@@ -259,10 +266,9 @@ def ask(
     """Ask the twin: the answer in the author's voice, streamed as it is written, then its sources.
 
     Talks to a running `llmtwin up` for this twin; without one, loads the model in this process."""
-    from llmtwin.embedded.state import default_data_dir, running_server
+    from llmtwin.embedded.state import running_server
 
-    twin = load_twin_file(file)
-    data_dir = data_dir or default_data_dir(twin)
+    twin, data_dir = load_local_twin(file, data_dir)
     dates = {"since": since.isoformat() if since else None, "until": until.isoformat() if until else None}
     request = {"question": question, "top_k": top_k, "bucket": bucket, "key_prefix": key_prefix, **dates}
     port = running_server(data_dir)

@@ -12,17 +12,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from llmtwin.cli.common import DataDir, TwinFile, err, exit_on_settings_error, load_twin_file, out
+from llmtwin.cli.common import DataDir, TwinFile, err, exit_on_settings_error, load_local_twin, out
 
 
 def _promotion(file: Path, data_dir: Path | None):
     from llmtwin.config import EmbeddedSettings, load
     from llmtwin.embedded.promotion import LocalPromotion
-    from llmtwin.embedded.state import default_data_dir
     from llmtwin.embedded.twin import local_settings, status_file
 
-    twin = load_twin_file(file)
-    data_dir = data_dir or default_data_dir(twin)
+    twin, data_dir = load_local_twin(file, data_dir)
     with exit_on_settings_error():
         settings = local_settings(data_dir, load(EmbeddedSettings), twin)
     return LocalPromotion(twin, status_file(data_dir), settings.mlflow_tracking_uri)

@@ -140,6 +140,19 @@ class CollectionOutdated(RuntimeError):
     """The collection lacks fields this version writes: it must be re-created and the corpus re-ingested."""
 
 
+class CollectionTaken(PermissionError):
+    """The collection was created for another twin: reading or writing it would mix two authors."""
+
+
+# A collection records the twin it was created for in its description: the finalizer drops only its own.
+OWNER_PREFIX = "llmtwin twin "
+
+
+def owner_of(description: str) -> str | None:
+    """The `namespace/name` a collection was created for; None for one llmtwin did not create (or an older one)."""
+    return description[len(OWNER_PREFIX) :] if description.startswith(OWNER_PREFIX) else None
+
+
 class ChunkStore:
     def __init__(
         self,
@@ -149,7 +162,10 @@ class ChunkStore:
         index_type: str = "AUTOINDEX",
         metric: str = "COSINE",
         create: bool = True,
+        owner: str | None = None,
     ):
+        """`owner`: the twin (`namespace/name`) using the collection; recorded when it is created, and a
+        collection recorded for another twin is refused (CollectionTaken)."""
         if "://" not in uri:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         self.client = milvus_client(uri)
@@ -161,8 +177,9 @@ class ChunkStore:
             if not create:
                 self.client.close()
                 raise CollectionMissing(collection)
-            self._create(dimension)
+            self._create(dimension, owner)
         self._check_fields(uri)
+        self._check_owner(uri, owner)
         self.client.load_collection(collection)
 
     def _check_fields(self, uri: str) -> None:
@@ -176,8 +193,18 @@ class ChunkStore:
                 "and the corpus is ingested again."
             )
 
-    def _create(self, dimension: int) -> None:
-        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    def _check_owner(self, uri: str, owner: str | None) -> None:
+        recorded = owner_of(self.client.describe_collection(self.collection).get("description", ""))
+        if owner and recorded and recorded != owner:
+            self.client.close()
+            raise CollectionTaken(
+                f"collection {self.collection!r} at {uri} belongs to LLMTwin {recorded}: set "
+                "spec.vectorStore.collection to a name of this twin's own"
+            )
+
+    def _create(self, dimension: int, owner: str | None) -> None:
+        description = f"{OWNER_PREFIX}{owner}" if owner else ""
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False, description=description)
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dimension)
         # BM25 over the text, computed by Milvus on insert (the keyword half of hybrid search).
@@ -356,14 +383,18 @@ class ChunkStore:
                 self.client.drop_collection(self.collection)
 
 
-def drop_collection(uri: str, collection: str) -> bool:
-    """Remove a twin's collection (deletionPolicy Delete); False if it was not there."""
+def drop_collection(uri: str, collection: str, owner: str) -> str:
+    """Remove a twin's collection (deletionPolicy Delete), only if it was created for `owner`: "dropped",
+    "absent", or whose it is ("other namespace/name", or "unrecorded": not created by this llmtwin)."""
     client = milvus_client(uri)
     try:
         if not client.has_collection(collection):
-            return False
+            return "absent"
+        recorded = owner_of(client.describe_collection(collection).get("description", ""))
+        if recorded != owner:
+            return recorded or "unrecorded"
         client.drop_collection(collection)
-        return True
+        return "dropped"
     finally:
         client.close()
 
@@ -378,8 +409,12 @@ def _store(twin: LLMTwin, create: bool) -> ChunkStore:
     key = (vs.uri, twin.collection, vs.dimension, vs.index_type, vs.metric)
     with _stores_lock:
         if key not in _stores:
-            _stores[key] = ChunkStore(*key, create=create)
+            _stores[key] = ChunkStore(*key, create=create, owner=twin_owner(twin))
         return _stores[key]
+
+
+def twin_owner(twin: LLMTwin) -> str:
+    return f"{twin.namespace}/{twin.name}"
 
 
 def store_for(twin: LLMTwin) -> ChunkStore:

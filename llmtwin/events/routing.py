@@ -43,11 +43,13 @@ class StaticTwins:
 
 
 class KubernetesTwins:
-    """LLMTwins from the API server, cached for `ttl` seconds; refreshes at most every `min_interval`."""
+    """LLMTwins from the API server, cached for `ttl` seconds; refreshes at most every `min_interval`. An empty
+    vectorStore.uri is the platform's Milvus (`milvus_uri`), as the operator renders it for the steps."""
 
     def __init__(
         self,
         api_client,
+        milvus_uri: str,
         namespaces: list[str] | None = None,
         ttl: float = 30.0,
         min_interval: float = 1.0,
@@ -57,6 +59,7 @@ class KubernetesTwins:
 
         self.api = CustomObjectsApi(api_client)
         self.stop = stop or threading.Event()
+        self.milvus_uri = milvus_uri
         self.namespaces = namespaces or []
         self.ttl = ttl
         self.min_interval = min_interval
@@ -86,7 +89,7 @@ class KubernetesTwins:
             if item["metadata"].get("deletionTimestamp"):
                 continue  # being deleted: its events are no longer wanted
             try:
-                twins.append(LLMTwin.model_validate(item))
+                twins.append(LLMTwin.model_validate(item).with_default_milvus(self.milvus_uri))
             except ValidationError as exc:
                 log.warning("skipping invalid LLMTwin %s: %s", item["metadata"].get("name"), exc.errors()[0]["msg"])
         return twins

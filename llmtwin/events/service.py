@@ -40,7 +40,7 @@ def run_gateway(settings: GatewaySettings, consumers: bool, stop: threading.Even
 
     token = settings.webhook_token_file.read_text().strip() if settings.webhook_token_file else ""
     api = api_client(settings.kubeconfig, pool_size=settings.submit_workers)
-    twins = KubernetesTwins(api, settings.namespaces, stop=stop)
+    twins = KubernetesTwins(api, settings.milvus_uri, settings.namespaces, stop=stop)
     submitter = KubernetesSubmitter(api, stop)
     producer = KafkaMessageProducer(settings.kafka_bootstrap)
     dead_letters = DeadLetters(producer, settings.dlq_topic)

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from llmtwin.api.conditions import Phase
 from llmtwin.api.v1alpha1 import LLMTwin
-from llmtwin.corpus.store import drop_collection
+from llmtwin.corpus.store import drop_collection, twin_owner
 from llmtwin.operator.eventplane.secrets import KubernetesSecrets
 from llmtwin.operator.eventplane.wiring import unwire
 from llmtwin.operator.platform import Platform
@@ -33,8 +33,11 @@ def cleanup_hook(fn: CleanupHook) -> CleanupHook:
 
 @cleanup_hook
 def drop_twin_collection(twin: LLMTwin, platform: Platform, logger: logging.Logger) -> None:
-    if drop_collection(twin.spec.vector_store.uri, twin.collection):
+    outcome = drop_collection(twin.spec.vector_store.uri, twin.collection, twin_owner(twin))
+    if outcome == "dropped":
         logger.info("dropped Milvus collection %s", twin.collection)
+    elif outcome != "absent":  # never another twin's chunks, nor a collection llmtwin did not create
+        logger.warning("kept Milvus collection %s: it is not this twin's (%s)", twin.collection, outcome)
 
 
 @cleanup_hook
@@ -44,7 +47,7 @@ def remove_bucket_notifications(twin: LLMTwin, platform: Platform, logger: loggi
 
 def finalize(body: kopf.Body, patch: kopf.Patch, platform: Platform, logger: logging.Logger) -> None:
     try:
-        twin = parse_twin(body)
+        twin = parse_twin(body, platform.settings)
     except ValidationError:
         logger.warning("spec does not validate; nothing external to clean up can be identified")
         return

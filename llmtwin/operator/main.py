@@ -45,11 +45,19 @@ def shutdown(memo: kopf.Memo, **_) -> None:
         memo.platform.topics.stop()
 
 
+# Every twin's (Milvus uri, collection): who else names this twin's collection, without an API call.
+@kopf.index(*RESOURCE)
+def twin_collections(body: kopf.Body, **_) -> dict | None:
+    return reconcile.collection_claim(body, SETTINGS)
+
+
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE)
 @kopf.on.resume(*RESOURCE)
-def reconcile_twin(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging.Logger, **_) -> None:
-    reconcile.reconcile(body, patch, memo.platform, logger)
+def reconcile_twin(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, twin_collections: kopf.Index, logger: logging.Logger, **_
+) -> None:
+    reconcile.reconcile(body, patch, memo.platform, twin_collections, logger)
 
 
 @kopf.timer(
@@ -58,18 +66,22 @@ def reconcile_twin(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: 
     initial_delay=SETTINGS.resync_seconds,
     when=lambda status, **_: not reconcile.promoting(status),
 )
-def resync_twin(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging.Logger, **_) -> None:
+def resync_twin(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, twin_collections: kopf.Index, logger: logging.Logger, **_
+) -> None:
     if body.metadata.get("deletionTimestamp"):
         return
-    reconcile.reconcile(body, patch, memo.platform, logger)
+    reconcile.reconcile(body, patch, memo.platform, twin_collections, logger)
 
 
 # While a candidate is in its canary: the Rollout's outcome is read every few seconds, not every minute.
 @kopf.timer(*RESOURCE, interval=SETTINGS.promotion_poll_seconds, when=lambda status, **_: reconcile.promoting(status))
-def follow_canary(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging.Logger, **_) -> None:
+def follow_canary(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, twin_collections: kopf.Index, logger: logging.Logger, **_
+) -> None:
     if body.metadata.get("deletionTimestamp"):
         return
-    reconcile.reconcile(body, patch, memo.platform, logger)
+    reconcile.reconcile(body, patch, memo.platform, twin_collections, logger)
 
 
 @kopf.on.delete(*RESOURCE)

@@ -10,6 +10,7 @@ retries storage that was unreachable.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 
 import kopf
 from kubernetes.client.exceptions import ApiException
@@ -20,20 +21,23 @@ from pydantic import ValidationError
 from llmtwin.api.conditions import Reason
 from llmtwin.api.v1alpha1 import LLMTwin, LLMTwinStatus
 from llmtwin.api.validation import spec_problems
+from llmtwin.config import PlatformSettings
 from llmtwin.operator import builders, promotion
 from llmtwin.operator.apply import API_WRITES, rejected
 from llmtwin.operator.eventplane.secrets import KubernetesSecrets
 from llmtwin.operator.eventplane.wiring import wire
 from llmtwin.operator.platform import Platform
 from llmtwin.operator.status import Failure, Observation, StatusUpdate, decide
+from llmtwin.operator.tenancy import Claim, claim, collection_conflict, collection_key
 
 RECONCILES = Counter("llmtwin_operator_reconciles_total", "Reconciles by the phase they left", ["result"])
 RECONCILE_SECONDS = Histogram("llmtwin_operator_reconcile_seconds", "Time to reconcile one twin")
 APPLY_RETRY_SECONDS = 10
 
 
-def parse_twin(body: kopf.Body) -> LLMTwin:
-    return LLMTwin.model_validate(
+def parse_twin(body: kopf.Body, settings: PlatformSettings) -> LLMTwin:
+    """The twin as this platform runs it: an empty vectorStore.uri is the platform's Milvus."""
+    twin = LLMTwin.model_validate(
         {
             "apiVersion": body.get("apiVersion"),
             "kind": body.get("kind"),
@@ -42,6 +46,7 @@ def parse_twin(body: kopf.Body) -> LLMTwin:
             "status": dict(body.status),
         }
     )
+    return twin.with_default_milvus(settings.milvus_uri)
 
 
 def promoting(status: dict) -> bool:
@@ -52,17 +57,31 @@ def promoting(status: dict) -> bool:
         return False
 
 
-def reconcile(body: kopf.Body, patch: kopf.Patch, platform: Platform, logger: logging.Logger) -> None:
+Collections = Mapping[tuple[str, str], Iterable[Claim]]  # the kopf index `main.twin_collections`
+
+
+def collection_claim(body: kopf.Body, settings: PlatformSettings) -> dict[tuple[str, str], Claim] | None:
+    """The twin's entry in the collections index; None for a spec that does not validate (it claims nothing)."""
+    try:
+        twin = parse_twin(body, settings)
+    except ValidationError:
+        return None
+    return {collection_key(twin): claim(twin)}
+
+
+def reconcile(
+    body: kopf.Body, patch: kopf.Patch, platform: Platform, collections: Collections, logger: logging.Logger
+) -> None:
     with RECONCILE_SECONDS.time():
-        update = decide(observe(body, platform, logger), dict(body.status))
+        update = decide(observe(body, platform, collections, logger), dict(body.status))
         write_status(body, patch, update, logger)
     RECONCILES.labels(update.phase.lower()).inc()
 
 
-def observe(body: kopf.Body, platform: Platform, logger: logging.Logger) -> Observation:
+def observe(body: kopf.Body, platform: Platform, collections: Collections, logger: logging.Logger) -> Observation:
     observation = Observation(generation=body.metadata.get("generation"))
     try:
-        twin = parse_twin(body)
+        twin = parse_twin(body, platform.settings)
     except ValidationError as exc:
         # The schema admitted it but the typed model did not: report, do not retry in a loop.
         error = exc.errors()[0]
@@ -70,6 +89,8 @@ def observe(body: kopf.Body, platform: Platform, logger: logging.Logger) -> Obse
         observation.problems.append(Failure(Reason.SPEC_INVALID, f"spec does not validate: {where}: {error['msg']}"))
         return observation
     observation.problems += [Failure(Reason.SPEC_INVALID, str(p)) for p in spec_problems(twin)]
+    if conflict := collection_conflict(twin, collections.get(collection_key(twin), [])):
+        observation.problems.append(conflict)
     if observation.problems:
         return observation
     observation.promotion = promote(twin, platform, logger)

@@ -74,6 +74,10 @@ def test_apply_creates_owned_children_and_ready_status(kube_cluster, operator):
     assert "alpha" in table and "Ready" in table
     # The API server applied the CRD's defaults to what we did not set.
     assert twin["spec"]["training"]["batchSize"] == 4
+    # examples/twin.yaml names no Milvus: its steps are handed the platform's (the operator's settings).
+    assert twin["spec"]["vectorStore"].get("uri", "") == ""
+    resolved = json.loads(objs[f"ConfigMap/{names.config_map_name('alpha')}"]["data"]["twin.json"])
+    assert resolved["spec"]["vectorStore"]["uri"] == operator.env["LLMTWIN_MILVUS_URI"]
 
 
 def can(kube_cluster, who: str, *request: str, namespace: str = "default") -> bool:
@@ -183,8 +187,9 @@ def test_manual_edit_of_a_child_is_reverted(kube_cluster, operator):
         ),
         (lambda d: d["spec"]["sources"][0].pop("bucket"), "spec.sources[0].bucket"),
         (lambda d: d["spec"]["vectorStore"].update(chunkOverlap=512), "spec.vectorStore.chunkOverlap"),
-        (lambda d: d["spec"]["vectorStore"].update(uri="/data/m.db", indexType="HNSW"), "spec.vectorStore.indexType"),
-        (lambda d: d["spec"]["vectorStore"].update(uri="/data/my twin.db"), "spec.vectorStore.uri"),
+        # A file is Milvus Lite, one machine's: no pod could share it (relative or not).
+        (lambda d: d["spec"]["vectorStore"].update(uri=".llmtwin/demo/milvus.db"), "spec.vectorStore.uri"),
+        (lambda d: d["spec"]["vectorStore"].update(uri="/data/m.db"), "spec.vectorStore.uri"),
     ],
     ids=[
         "negative-rank",
@@ -192,9 +197,9 @@ def test_manual_edit_of_a_child_is_reverted(kube_cluster, operator):
         "decreasing-canary",
         "missing-bucket",
         "overlap-too-big",
-        "lite-hnsw",
-        "lite-file-name",
-    ],
+        "relative-file",
+        "absolute-file",
+    ],  # fmt: skip
 )
 def test_invalid_specs_are_rejected_at_apply_time(kube_cluster, mutate, field):
     doc = twin_doc("invalid")
@@ -202,6 +207,8 @@ def test_invalid_specs_are_rejected_at_apply_time(kube_cluster, mutate, field):
     result = apply(kube_cluster, doc, check=False)
     assert result.returncode != 0
     assert field in result.stderr, result.stderr
+    if field == "spec.vectorStore.uri":
+        assert "leave uri empty (the platform's Milvus)" in result.stderr  # says what to do instead
     assert kube_cluster.kubectl("get", "llmtwin", "invalid", check=False).returncode != 0
 
 
@@ -314,13 +321,29 @@ def test_rendered_children_pass_the_real_crd_schemas_with_the_server(kube_cluste
     assert result.stdout.count("(server dry run)") == CHILDREN
 
 
-def test_delete_policy_delete_drops_the_milvus_collection(kube_cluster, operator, milvus_server):
-    ChunkStore(milvus_server.uri, "twin_default_eta", 384)
-    assert milvus_server.client().has_collection("twin_default_eta")
-    apply(kube_cluster, twin_doc("eta", deletionPolicy="Delete", vectorStore={"uri": milvus_server.uri}))
+def test_a_twin_naming_another_twins_collection_is_degraded_and_cannot_drop_it(
+    kube_cluster, operator, milvus_server, minio_to_kafka
+):
+    # eta names no Milvus (the platform's: the operator's LLMTWIN_MILVUS_URI) and no collection (derived).
+    ChunkStore(milvus_server.uri, "twin_default_eta", 384, owner="default/eta")  # as eta's first ingest creates it
+    apply(kube_cluster, twin_doc("eta", deletionPolicy="Delete"))
     wait_ready(kube_cluster, "eta")
+    kube_cluster.kubectl("create", "namespace", "tenant-b", check=False)
+    create_s3_secret(kube_cluster, minio_to_kafka, namespace="tenant-b")
+    intruder = twin_doc("theta", "tenant-b", deletionPolicy="Delete", vectorStore={"collection": "twin_default_eta"})
+    apply(kube_cluster, intruder)
+    kube_cluster.kubectl(
+        "wait", "llmtwin/theta", "-n", "tenant-b", "--for=condition=Degraded", "--timeout=60s"
+    )  # fmt: skip
+    (degraded,) = [c for c in get_json(kube_cluster, "llmtwin", "theta", "-n", "tenant-b")["status"]["conditions"]
+                   if c["type"] == "Degraded"]  # fmt: skip
+    assert degraded["reason"] == "CollectionTaken" and "belongs to LLMTwin default/eta" in degraded["message"]
+    assert not children(kube_cluster, "theta", "tenant-b")  # no Workflows could run against eta's chunks
+    kube_cluster.kubectl("delete", "llmtwin", "theta", "-n", "tenant-b", "--timeout=90s")
+    assert milvus_server.client().has_collection("twin_default_eta")  # theta's Delete policy did not reach it
+    assert "kept Milvus collection twin_default_eta: it is not this twin's (default/eta)" in operator.log_tail(400)
     kube_cluster.kubectl("delete", "llmtwin", "eta", "--timeout=90s")
-    assert not milvus_server.client().has_collection("twin_default_eta")
+    assert not milvus_server.client().has_collection("twin_default_eta")  # its own: dropped
     assert "dropped Milvus collection twin_default_eta" in operator.log_tail(400)
 
 

@@ -26,6 +26,7 @@ import yaml
 from kafka import KafkaConsumer, KafkaProducer
 
 from llmtwin.api.v1alpha1 import LLMTwin
+from llmtwin.config import PlatformSettings
 from llmtwin.events.records import minio_message
 from llmtwin.operator.builders import resolved_twin
 from llmtwin.sources.changes import decode_changes
@@ -223,7 +224,7 @@ def test_submissions_reusing_one_connection_are_each_created_once(kube_cluster, 
         )
 
     api = kube_api_client(str(kube_cluster.kubeconfig), pool_size=1)  # one connection, reused by each create
-    twin = find_twin(KubernetesTwins(api, [NAMESPACE]).twins(), NAMESPACE, TWIN)
+    twin = find_twin(KubernetesTwins(api, PlatformSettings().milvus_uri, [NAMESPACE]).twins(), NAMESPACE, TWIN)
     keys = [f"pooled/{uuid.uuid4().hex[:8]}-{i}.md" for i in range(20)]
     submissions = [
         ingest_workflow(twin, [event])

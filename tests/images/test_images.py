@@ -16,7 +16,7 @@ import yaml
 from llmtwin.api.names import workflow_identity_name
 from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.config import PlatformSettings
-from llmtwin.corpus.store import ChunkStore
+from llmtwin.corpus.store import ChunkStore, twin_owner
 from llmtwin.operator.builders import config_map, workflow_identity
 from llmtwin.sources.changes import ObjectChange, encode_changes
 from llmtwin.workflows.templates import INGEST_STEP, build_workflow, ingest_template
@@ -86,7 +86,7 @@ def test_the_operator_image_reconciles_and_runs_a_delete_finalizer(
     create_s3_secret(kube_cluster, minio_to_kafka, namespace=namespace)
     doc = twin_doc("finalized", namespace, deletionPolicy="Delete", vectorStore={"uri": milvus_server.uri})
     twin = LLMTwin.model_validate(doc)
-    ChunkStore(milvus_server.uri, twin.collection, 384)  # a collection with the twin's name, as ingest makes it
+    ChunkStore(milvus_server.uri, twin.collection, 384, owner=twin_owner(twin))  # as the twin's first ingest makes it
     with operator.paused():  # the session operator must not finalize this twin in its place
         image_operator = OperatorProcess(
             operator_sa_kubeconfig, tmp_path, platform_env(kafka_broker, minio_to_kafka), python=env.python

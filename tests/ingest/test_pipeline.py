@@ -153,3 +153,18 @@ def test_a_collection_from_an_older_llmtwin_is_refused_with_the_fix(tmp_path):
     client.close()
     with pytest.raises(CollectionOutdated, match=r"older llmtwin.*delete the file.*vectorStore.collection"):
         ChunkStore(uri, "old", 4)
+
+
+def test_a_collection_is_its_twins_own_and_only_its_twin_drops_it(tmp_path):
+    from llmtwin.corpus.store import ChunkStore, CollectionTaken, drop_collection, milvus_client
+
+    uri = str(tmp_path / "shared.db")
+    ChunkStore(uri, "essays", 4, owner="team-a/alice").client.close()  # as the first ingest creates it
+    with pytest.raises(CollectionTaken, match="belongs to LLMTwin team-a/alice"):
+        ChunkStore(uri, "essays", 4, owner="team-b/bob")
+    assert drop_collection(uri, "essays", "team-b/bob") == "team-a/alice"  # kept: not bob's
+    assert milvus_client(uri).has_collection("essays")
+    assert drop_collection(uri, "essays", "team-a/alice") == "dropped"
+    assert drop_collection(uri, "essays", "team-a/alice") == "absent"
+    ChunkStore(uri, "by_hand", 4).client.close()  # no owner recorded: not created for a twin
+    assert drop_collection(uri, "by_hand", "team-a/alice") == "unrecorded"
