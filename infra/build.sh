@@ -5,7 +5,7 @@
 #   $LLMTWIN_CACHE/kafka-<v>/libs/*.jar
 #   $LLMTWIN_CACHE/crds/{argo-workflows,argo-rollouts,prometheus-operator,argo-cd,knative-serving}/*.yaml
 #   $LLMTWIN_CACHE/kwok-stages/*.yaml
-# Usage: infra/build.sh [all|debian|kubernetes|crds|kafka|minio|rollouts|kwok]...   (default: all)
+# Usage: infra/build.sh [all|debian|kubernetes|crds|kafka|minio|rollouts|kwok|oci_base]...   (default: all)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -146,11 +146,75 @@ kwok() {
   touch "$stamp"
 }
 
+# The base of the real OCI builds (tests/images/test_oci_images.py builds images/{operator,gateway} with buildah,
+# from their unchanged Dockerfiles). It stands in for docker.io/library/python:3.11-slim, the image their FROM
+# names, which no registry reachable here serves: Debian bookworm's python3.11 with pip (mmdebstrap, from
+# Debian's archive), Debian's EXTERNALLY-MANAGED marker removed (the official image has none, and the
+# Dockerfiles `pip install` into the system), and this machine's extra CA certificates (its HTTPS proxy) trusted,
+# so pip inside a build reaches PyPI. The rootfs tar is kept in $CACHE/oci (keyed by suite, packages and CAs);
+# it is committed under the official name into a buildah store ($CACHE/oci/storage.conf: overlay, or vfs where
+# overlay cannot mount). Needs root (chroot builds). When it cannot work it says why, also in
+# $CACHE/oci/unavailable, which the tests report, and the rest of the build goes on.
+OCI_SUITE=bookworm
+OCI_PACKAGES=python3,python3-pip,python3-venv,python-is-python3,ca-certificates
+OCI_BASE_IMAGE=docker.io/library/python:3.11-slim
+
+oci_base() {
+  local dir="$CACHE/oci" ca cas=() key
+  mkdir -p "$dir"; rm -f "$dir/unavailable"
+  oci_unavailable() { log "oci_base skipped: $*"; echo "$*" >"$dir/unavailable"; }
+  [ "$(id -u)" -eq 0 ] || { oci_unavailable "needs root (buildah --isolation chroot); uid is $(id -u)"; return 0; }
+  command -v buildah >/dev/null && command -v mmdebstrap >/dev/null \
+    || { oci_unavailable "buildah or mmdebstrap missing: run infra/build.sh debian"; return 0; }
+  for ca in /usr/local/share/ca-certificates/*.crt; do [ -e "$ca" ] && cas+=("$ca"); done
+  key=$( { echo "$OCI_SUITE $OCI_PACKAGES"; if [ ${#cas[@]} -gt 0 ]; then cat "${cas[@]}"; fi; } | sha256sum | cut -c1-12)
+  local tar="$dir/base-$OCI_SUITE-$key.tar"
+  if [ ! -s "$tar" ]; then
+    log "making the OCI base rootfs (Debian $OCI_SUITE: $OCI_PACKAGES) with mmdebstrap (~30 s)"
+    local hooks=(--customize-hook='rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED')
+    for ca in "${cas[@]}"; do hooks+=(--customize-hook="copy-in $ca /usr/local/share/ca-certificates/"); done
+    hooks+=(--customize-hook='chroot "$1" update-ca-certificates >/dev/null 2>&1')
+    rm -f "$dir"/base-*.tar
+    nice -n 10 mmdebstrap --quiet --mode=root --variant=minbase --format=tar --include="$OCI_PACKAGES" \
+      --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
+      --dpkgopt='path-include=/usr/share/doc/*/copyright' "${hooks[@]}" "$OCI_SUITE" "$tar.partial" \
+      "deb http://deb.debian.org/debian $OCI_SUITE main" \
+      "deb http://deb.debian.org/debian $OCI_SUITE-updates main" \
+      "deb http://deb.debian.org/debian-security $OCI_SUITE-security main" \
+      || { rm -f "$tar.partial"; oci_unavailable "mmdebstrap failed (output above)"; return 0; }
+    mv "$tar.partial" "$tar"
+  fi
+  # One store per cache; its run state (locks, mounts) in /run, keyed by the store's path.
+  local driver runroot
+  runroot="/run/llmtwin-oci-$(echo "$dir" | sha256sum | cut -c1-8)"
+  local -x CONTAINERS_STORAGE_CONF="$dir/storage.conf"
+  for driver in overlay vfs; do
+    printf '[storage]\ndriver = "%s"\ngraphroot = "%s"\nrunroot = "%s"\n' "$driver" "$dir/storage" "$runroot" >"$CONTAINERS_STORAGE_CONF"
+    buildah images >/dev/null 2>"$dir/store.log" && break
+    log "buildah cannot use the $driver storage driver: $(head -n 1 "$dir/store.log")"
+    [ "$driver" = vfs ] && { oci_unavailable "buildah cannot open its store (see $dir/store.log)"; return 0; }
+  done
+  local stamp="$dir/.imported-$driver-$key"
+  if [ -f "$stamp" ] && buildah inspect --type image "$OCI_BASE_IMAGE" >/dev/null 2>&1; then
+    log "OCI base $OCI_BASE_IMAGE cached ($driver storage)"; return 0
+  fi
+  log "importing the base into buildah's store ($driver) as $OCI_BASE_IMAGE"
+  buildah rm llmtwin-oci-base >/dev/null 2>&1 || true
+  buildah from --quiet --name llmtwin-oci-base scratch >/dev/null \
+    && buildah add --quiet llmtwin-oci-base "$tar" / \
+    && buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --env LANG=C.UTF-8 \
+      --cmd python3 llmtwin-oci-base \
+    && buildah commit --quiet --rm llmtwin-oci-base "$OCI_BASE_IMAGE" >/dev/null \
+    || { buildah rm llmtwin-oci-base >/dev/null 2>&1; oci_unavailable "buildah could not import the base (output above)"; return 0; }
+  buildah rmi --prune >/dev/null 2>&1 || true  # an earlier base, now untagged
+  rm -f "$dir"/.imported-*; touch "$stamp"
+}
+
 targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(all)
 for t in "${targets[@]}"; do
   case "$t" in
-    all) debian; crds; kafka; minio; kubernetes; rollouts; kwok ;;
-    debian|kubernetes|crds|kafka|minio|rollouts|kwok) "$t" ;;
-    *) echo "unknown target: $t (all|debian|kubernetes|crds|kafka|minio|rollouts|kwok)" >&2; exit 2 ;;
+    all) debian; crds; kafka; minio; kubernetes; rollouts; kwok; oci_base ;;
+    debian|kubernetes|crds|kafka|minio|rollouts|kwok|oci_base) "$t" ;;
+    *) echo "unknown target: $t (all|debian|kubernetes|crds|kafka|minio|rollouts|kwok|oci_base)" >&2; exit 2 ;;
   esac
 done

@@ -88,6 +88,14 @@ class _KubeAccess(_Settings):
     )
 
 
+class _MountedSecrets(_Settings):
+    secrets_dir: Path = Field(
+        Path("/var/run/secrets/llmtwin"),
+        description="Mounted Secrets, one folder per Secret name, one file per key (as the kubelet mounts them): "
+        "the sources' S3 keys, the Milvus token and CA bundle.",
+    )
+
+
 class _ModelCache(_Settings):
     model_cache: Path = Field(
         Path.home() / ".cache" / "llmtwin" / "models",
@@ -171,7 +179,7 @@ class GatewaySettings(PlatformSettings, _KubeAccess, _DriftMonitor):
     _split_namespaces = field_validator("namespaces", mode="before")(_comma_list)
 
 
-class StepSettings(PlatformSettings, _KubeAccess, _ModelCache):
+class StepSettings(PlatformSettings, _KubeAccess, _ModelCache, _MountedSecrets):
     """`llmtwin step NAME ...`, the entrypoint of every workflow container (set by the rendered templates)."""
 
     twin_file: Path = Field(
@@ -183,22 +191,14 @@ class StepSettings(PlatformSettings, _KubeAccess, _ModelCache):
         pattern=r"^(kubernetes|file:.+)$",
         description="Where steps report the twin's status: `kubernetes` (the status subresource) or `file:<path>`.",
     )
-    secrets_dir: Path = Field(
-        Path("/var/run/secrets/llmtwin"),
-        description="Mounted Secrets, one folder per Secret name, one file per key (as the kubelet mounts them).",
-    )
 
 
-class ServeSettings(PlatformSettings, _ModelCache):
+class ServeSettings(PlatformSettings, _ModelCache, _MountedSecrets):
     """`llmtwin serve`: the model cache, MLflow (adapters named `models:/<name>/<version>`), and the object
     store with its mounted Secrets (base models named `s3://...`)."""
 
-    secrets_dir: Path = Field(
-        Path("/var/run/secrets/llmtwin"), description="Mounted Secrets (for s3:// base models), one folder per Secret."
-    )
 
-
-class FrontDoorSettings(PlatformSettings):
+class FrontDoorSettings(PlatformSettings, _MountedSecrets):
     """`llmtwin frontdoor`: a twin's front door on a cluster (the operator renders its Deployment)."""
 
     twin_file: Path = Field(

@@ -15,6 +15,7 @@ from tests.harness.kafka import KafkaBroker
 from tests.harness.kube import KubeCluster, server_fixture
 from tests.harness.kwok import A100, T4, SimulatedNode, SimulatedNodes, gpu_node
 from tests.harness.milvus import MilvusServer
+from tests.harness.milvus_gate import MilvusGate
 from tests.harness.minio import MinioServer, kafka_notify_env
 from tests.harness.mlflow import MlflowServer
 from tests.harness.operator import MINIO_KAFKA_TARGET, OBJECTS_TOPIC, OperatorProcess, create_s3_secret, platform_env
@@ -30,6 +31,7 @@ FIXTURE_MARKERS = {
     "second_minio": "minio",
     "minio_to_kafka": "minio",
     "milvus_server": "milvus",
+    "milvus_gate": "milvus",
     "mlflow_server": "mlflow",
     "embedder": "models",
     "tiny_model": "models",
@@ -75,6 +77,12 @@ def second_minio():
 @pytest.fixture(scope="session")
 def milvus_server():
     yield from server_fixture(MilvusServer())
+
+
+@pytest.fixture(scope="session")
+def milvus_gate(milvus_server):
+    """TLS and a token in front of the Milvus Lite server (the stand-in for a Milvus server enforcing both)."""
+    yield from server_fixture(MilvusGate(milvus_server.uri))
 
 
 @pytest.fixture(scope="session")

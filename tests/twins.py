@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from llmtwin.api.v1alpha1 import LLMTwin
+from llmtwin.secrets import Secrets
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "twin.yaml"
@@ -31,15 +32,15 @@ def example_twin(name: str | None = None, namespace: str | None = None, **spec: 
 DEMO_CORPUS_BUCKET = "corpus"  # examples/corpus read as bucket `corpus` of a folder store rooted at examples/
 
 
-def ingest_demo_corpus(twin: LLMTwin) -> int:
+def ingest_demo_corpus(twin: LLMTwin, secrets: Secrets | None = None) -> int:
     """examples/corpus into the twin's collection (its source must be bucket `corpus`): the real ingest
-    pipeline and embedder. Returns the number of documents ingested."""
+    pipeline and embedder, and the Secrets its Milvus token and CA are in. Returns the number of documents."""
     from llmtwin.corpus.embed import embedder_for
     from llmtwin.corpus.store import store_for
     from llmtwin.sources.objects import FolderStore
     from llmtwin.workflows.ingest.pipeline import IngestPipeline
 
-    store = store_for(twin)
+    store = store_for(twin, secrets)
     pipeline = IngestPipeline(
         twin, lambda _: FolderStore(ROOT / "examples"), store, embedder_for(twin.spec.vector_store.embedding_model)
     )

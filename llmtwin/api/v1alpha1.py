@@ -133,6 +133,41 @@ class SecretKeyRef(ApiModel):
     secret_key_key: str = Field(default="secretKey", description="Key holding the S3 secret key.")
 
 
+SECRET_DATA_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"  # what Kubernetes allows as a key of a Secret's data
+
+
+class MilvusTokenRef(ApiModel):
+    """The Secret key holding the Milvus token, in the twin's namespace."""
+
+    name: str = Field(pattern=K8S_NAME_PATTERN, max_length=253, description="Secret name.")
+    key: str = Field(default="token", pattern=SECRET_DATA_KEY_PATTERN, max_length=253, description="Key of the token.")
+
+
+class CaBundleRef(ApiModel):
+    """The Secret key holding a PEM CA bundle, in the twin's namespace."""
+
+    name: str = Field(pattern=K8S_NAME_PATTERN, max_length=253, description="Secret name.")
+    key: str = Field(
+        default="ca.crt", pattern=SECRET_DATA_KEY_PATTERN, max_length=253, description="Key of the PEM bundle."
+    )
+
+
+class MilvusTlsSpec(ApiModel):
+    """TLS to the Milvus server: whose certificates to trust and which name to check."""
+
+    ca_secret_ref: CaBundleRef | None = Field(
+        default=None,
+        description="Secret with the PEM CA bundle that signed the server's certificate (a private CA, "
+        "cert-manager's `ca.crt`); unset: the system's trusted roots.",
+    )
+    server_name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9]([-.A-Za-z0-9]*[A-Za-z0-9])?$",
+        max_length=253,
+        description="Name the server's certificate must carry, when it is not the uri's host (an IP, a Service alias).",
+    )
+
+
 class SourceSpec(ApiModel):
     """A MinIO/S3 bucket (optionally a prefix of it) whose objects are the author's documents."""
 
@@ -199,6 +234,8 @@ MILVUS_FILE_ON_CLUSTER_MESSAGE = (
     "a file path is Milvus Lite, on one machine: pods cannot share it. On a cluster leave uri empty (the "
     "platform's Milvus) or give http(s)://host:port; file paths are for `llmtwin up`"
 )
+MILVUS_TLS_OVER_HTTP_MESSAGE = "tls needs an https:// uri (http:// says: no TLS)"
+MILVUS_LITE_ACCESS_MESSAGE = "Milvus Lite (a file uri) has no authentication and no TLS: drop tokenSecretRef and tls"
 IMMUTABLE_VECTOR_STORE_FIELDS = ("collection", "embeddingModel", "dimension", "metric", "indexType")
 _OPTIONAL_VECTOR_STORE_FIELDS = {"collection"}
 
@@ -232,6 +269,11 @@ class VectorStoreSpec(ApiModel):
                     MILVUS_FILE_ON_CLUSTER_MESSAGE,
                     ".uri",
                 ),
+                cel(
+                    "!has(self.tls) || !has(self.uri) || !self.uri.startsWith('http://')",
+                    MILVUS_TLS_OVER_HTTP_MESSAGE,
+                    ".tls",
+                ),
                 *(immutable(f, f in _OPTIONAL_VECTOR_STORE_FIELDS) for f in IMMUTABLE_VECTOR_STORE_FIELDS),
             ]
         }
@@ -243,6 +285,17 @@ class VectorStoreSpec(ApiModel):
         description="Milvus: `http(s)://host:port` for a server; empty (the default) for the platform's Milvus on a "
         "cluster (the operator's LLMTWIN_MILVUS_URI) and `<data dir>/milvus.db` under `llmtwin up`; a file path "
         "(Milvus Lite) only under `llmtwin up`.",
+    )
+    token_secret_ref: MilvusTokenRef | None = Field(
+        default=None,
+        description="Secret key holding the Milvus token: `user:password` of a Milvus user, or an API key. Unset: "
+        "no authentication. Mounted into the steps and the front door; the operator (finalizer) and the gateway "
+        "(drift monitor) read it by name.",
+    )
+    tls: MilvusTlsSpec | None = Field(
+        default=None,
+        description="Connect with TLS, with these options (an https:// uri connects with TLS and the system's roots "
+        "without it). Not with an http:// uri.",
     )
     collection: str | None = Field(
         default=None,
@@ -264,6 +317,11 @@ class VectorStoreSpec(ApiModel):
     embed_batch_size: int = Field(default=32, ge=1, le=1024, description="Chunks embedded per batch.")
     pii_scrub: bool = Field(default=False, description="Mask e-mail addresses and phone numbers before indexing.")
 
+    def secret_names(self) -> list[str]:
+        """The Secrets whatever opens the collection reads: the token's and the CA bundle's."""
+        refs = (self.token_secret_ref, self.tls and self.tls.ca_secret_ref)
+        return sorted({ref.name for ref in refs if ref})
+
     @model_validator(mode="after")
     def _overlap_below_size(self) -> VectorStoreSpec:
         if self.chunk_overlap >= self.chunk_size:
@@ -273,6 +331,10 @@ class VectorStoreSpec(ApiModel):
                 raise ValueError(f"vectorStore.indexType: {MILVUS_LITE_INDEX_MESSAGE}")
             if not re.search(MILVUS_LITE_FILE_PATTERN, self.uri):
                 raise ValueError(f"vectorStore.uri {self.uri!r}: {MILVUS_LITE_FILE_MESSAGE}")
+            if self.token_secret_ref or self.tls:
+                raise ValueError(f"vectorStore: {MILVUS_LITE_ACCESS_MESSAGE}")
+        if self.tls and self.uri.startswith("http://"):
+            raise ValueError(f"vectorStore.tls: {MILVUS_TLS_OVER_HTTP_MESSAGE}")
         return self
 
 
@@ -560,7 +622,7 @@ class GatewaySpec(ApiModel):
 
 
 class AutoscalingSpec(ApiModel):
-    """Bounds for the number of model server replicas."""
+    """A HorizontalPodAutoscaler on the model server's Rollout, driven by the requests waiting per replica."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -570,17 +632,37 @@ class AutoscalingSpec(ApiModel):
                     "minReplicas must be <= maxReplicas",
                     ".minReplicas",
                 ),
+                cel(
+                    "!self.enabled || self.minReplicas >= 1",
+                    "an HPA cannot scale to zero: minReplicas must be >= 1 when enabled",
+                    ".minReplicas",
+                ),
             ]
         }
     )
 
-    min_replicas: int = Field(default=1, ge=0, le=100, description="Fewest replicas.")
+    enabled: bool = Field(
+        default=False,
+        description="Render a HorizontalPodAutoscaler for the server's Rollout (it then owns the replica count, "
+        "between minReplicas and maxReplicas; serving.replicas is not used). Its metric is served by "
+        "prometheus-adapter (README: Serving, Autoscaling).",
+    )
+    min_replicas: int = Field(default=1, ge=0, le=100, description="Fewest replicas (>= 1 when enabled).")
     max_replicas: int = Field(default=1, ge=1, le=100, description="Most replicas.")
+    target_queue_size: float = Field(
+        default=4,
+        gt=0,
+        le=10000,
+        description="Requests waiting per replica (the engine's queue gauge, averaged over the server's pods) above "
+        "which the HPA adds replicas.",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> AutoscalingSpec:
         if self.min_replicas > self.max_replicas:
             raise ValueError("serving.autoscaling: minReplicas must be <= maxReplicas")
+        if self.enabled and self.min_replicas < 1:
+            raise ValueError("serving.autoscaling: an HPA cannot scale to zero: minReplicas must be >= 1 when enabled")
         return self
 
 
@@ -601,8 +683,12 @@ class ServingSpec(ApiModel):
         max_length=512,
         description="Server image. Default: TGI's or vLLM's official image; the workflow image for `llmtwin`.",
     )
-    replicas: int = Field(default=1, ge=0, le=100, description="Model server replicas.")
-    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec, description="Replica bounds.")
+    replicas: int = Field(
+        default=1, ge=0, le=100, description="Model server replicas, unless autoscaling is enabled (0 stops serving)."
+    )
+    autoscaling: AutoscalingSpec = Field(
+        default_factory=AutoscalingSpec, description="Replicas chosen by an HPA from the queue (off by default)."
+    )
     resources: ComputeSpec = Field(default_factory=_default_serving_resources, description="Server pod resources.")
     max_input_tokens: int = Field(default=2048, ge=1, le=1_000_000, description="Longest prompt accepted, in tokens.")
     max_total_tokens: int = Field(

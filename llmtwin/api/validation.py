@@ -37,14 +37,6 @@ def spec_problems(twin: LLMTwin) -> list[Problem]:
                 Problem(f"spec.sources[{i}]", f"bucket {source.bucket!r} prefix {source.prefix!r} is listed twice")
             )
         seen.add(key)
-    scaling = spec.serving.autoscaling
-    if not scaling.min_replicas <= spec.serving.replicas <= scaling.max_replicas:
-        problems.append(
-            Problem(
-                "spec.serving.replicas",
-                f"{spec.serving.replicas} is outside autoscaling [{scaling.min_replicas}, {scaling.max_replicas}]",
-            )
-        )
     if spec.serving.max_input_tokens >= spec.serving.max_total_tokens:
         problems.append(Problem("spec.serving.maxInputTokens", "must be smaller than spec.serving.maxTotalTokens"))
     context = spec.serving.gateway.top_k * spec.vector_store.chunk_size

@@ -20,10 +20,12 @@ def frontdoor(
     import uvicorn
 
     from llmtwin.config import FrontDoorSettings, load
+    from llmtwin.corpus.store import store_for
     from llmtwin.events.broker import KafkaMessageProducer
     from llmtwin.frontdoor.answer import FrontDoor, Recorder, record_failed
     from llmtwin.frontdoor.http import create_app
     from llmtwin.frontdoor.retrieve import Retriever
+    from llmtwin.secrets import SecretFiles
     from llmtwin.workflows.steps import load_twin
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -37,5 +39,5 @@ def frontdoor(
     except Exception as exc:
         raise SystemExit(f"cannot reach Kafka at LLMTWIN_KAFKA_BOOTSTRAP={settings.kafka_bootstrap}: {exc}") from exc
     recorder = Recorder(twin, producer, settings.queries_topic)
-    door = FrontDoor(twin, Retriever(twin), endpoint, recorder)
+    door = FrontDoor(twin, Retriever(twin, store_for(twin, SecretFiles(settings.secrets_dir))), endpoint, recorder)
     uvicorn.run(create_app(door, lambda: twin.status.wire()), host=host, port=port, log_level="warning")

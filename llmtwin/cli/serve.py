@@ -45,9 +45,9 @@ def serve(
     from llmtwin.api.v1alpha1 import BaseModelSpec
     from llmtwin.config import ServeSettings, load
     from llmtwin.models.resolve import ModelResolver
+    from llmtwin.secrets import SecretFiles
     from llmtwin.serving.api import ServerLimits
     from llmtwin.serving.server import EngineOptions, serve_forever, start_engine
-    from llmtwin.sources.credentials import SecretFiles
     from llmtwin.sources.objects import ObjectStores
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

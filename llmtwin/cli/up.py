@@ -129,7 +129,9 @@ def _serve(embedded, settings, port: int, model_port: int | None) -> None:
         model = start_model_server(twin, embedded.context.models, settings, model_port or free_port())
     # Every question onto the in-process queries topic, where the drift chain reads it.
     recorder = Recorder(twin, embedded.queue, settings.queries_topic)
-    app = create_app(FrontDoor(twin, Retriever(twin), model.endpoint, recorder), embedded.status.read)
+    app = create_app(
+        FrontDoor(twin, Retriever(twin, embedded.context.store()), model.endpoint, recorder), embedded.status.read
+    )
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     server.install_signal_handlers = lambda: None  # we own SIGINT/SIGTERM below
     stop = threading.Event()
@@ -238,7 +240,7 @@ def _local_answer(twin, data_dir: Path, request: dict, on_text) -> dict:
     with err.status(f"loading {twin.spec.base_model.id}"):
         model = start_model_server(twin, context.models, settings, free_port())
     try:
-        door = FrontDoor(twin, Retriever(twin), model.endpoint)
+        door = FrontDoor(twin, Retriever(twin, context.store()), model.endpoint)
         asked = AskRequest.model_validate(request)  # the same reading of the request as a running front door's
         flt = source_filter(asked.bucket, asked.key_prefix, asked.since, asked.until)
         for item in door.stream(asked.question, asked.top_k, flt):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
+import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
@@ -14,7 +16,9 @@ from typing import Any
 
 from pymilvus import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient, RRFRanker
 
+from llmtwin.api.conditions import Reason
 from llmtwin.api.v1alpha1 import LLMTwin
+from llmtwin.secrets import SecretError, Secrets
 
 # milvus-lite 2.5 imports pkg_resources (setuptools < 81 is pinned for it): its deprecation notice is ours to
 # act on, not every user's to read.
@@ -29,13 +33,64 @@ INDEX_PARAMS = {"HNSW": {"M": 16, "efConstruction": 200}, "IVF_FLAT": {"nlist": 
 SEARCH_PARAMS = {"HNSW": {"ef": 64}, "IVF_FLAT": {"nprobe": 16}}
 
 
-def milvus_client(uri: str) -> MilvusClient:
+@dataclass(frozen=True)
+class MilvusAccess:
+    """Where a Milvus is and how to get in (the values, read from the twin's Secrets by `milvus_access`)."""
+
+    uri: str
+    token: str = field(default="", repr=False)  # `user:password` or an API key; empty: no authentication
+    tls: bool = False  # TLS even where the uri does not say https:// (the platform's uri with the twin's tls)
+    ca_pem: str = field(default="", repr=False)  # the CA bundle to trust; empty: the system's roots
+    server_name: str = ""  # the name the server's certificate must carry, if not the uri's host
+
+
+def milvus_access(twin: LLMTwin, secrets: Secrets | None = None) -> MilvusAccess:
+    """The twin's Milvus with its token and TLS options; `secrets` reads the Secrets the spec names (the
+    mounted files in a pod, the API in the operator and the gateway)."""
+    vs = twin.spec.vector_store
+    refs = [ref for ref in (vs.token_secret_ref, vs.tls and vs.tls.ca_secret_ref) if ref]
+    if refs and secrets is None:
+        raise SecretError(Reason.SECRET_MISSING, f"Secret {refs[0].name}: this process has no Secrets to read")
+    return MilvusAccess(
+        uri=vs.uri,
+        token=secrets.value(vs.token_secret_ref.name, vs.token_secret_ref.key) if vs.token_secret_ref else "",
+        tls=vs.tls is not None,
+        ca_pem=secrets.value(vs.tls.ca_secret_ref.name, vs.tls.ca_secret_ref.key)
+        if vs.tls and vs.tls.ca_secret_ref
+        else "",
+        server_name=(vs.tls and vs.tls.server_name) or "",
+    )
+
+
+def _pem_file(pem: str) -> Path:
+    """A CA bundle as a file (gRPC reads it by path, again on every reconnect): one per content, kept."""
+    path = Path(tempfile.gettempdir()) / f"llmtwin-milvus-ca-{hashlib.sha256(pem.encode()).hexdigest()[:16]}.pem"
+    if not path.exists():
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        partial.write_text(pem.strip() + "\n")
+        partial.replace(path)
+    return path
+
+
+def milvus_client(access: MilvusAccess | str) -> MilvusClient:
     """A client for a Milvus server (http/https) or a Milvus Lite file.
 
     No keepalive pings on an idle connection: a server on gRPC's default policy (Milvus Lite's) answers
     pymilvus' 10 s pings with GOAWAY "too_many_pings" and the next call of a long-lived client fails. A
-    connection that died while idle is dialled again by the next call."""
-    return MilvusClient(uri, grpc_options={"grpc.keepalive_permit_without_calls": False})
+    connection that died while idle is dialled again by the next call.
+
+    Its own connection (`dedicated`): pymilvus shares one per address and token whatever the TLS options, so
+    a client could otherwise talk over another's channel (another CA, another server name, or none)."""
+    access = MilvusAccess(access) if isinstance(access, str) else access
+    options: dict[str, Any] = {"token": access.token}
+    if access.tls or access.uri.startswith("https://"):
+        options["secure"] = True
+    if access.ca_pem:
+        options["server_pem_path"] = str(_pem_file(access.ca_pem))
+    if access.server_name:
+        options["server_name"] = access.server_name
+    grpc_options = {"grpc.keepalive_permit_without_calls": False}
+    return MilvusClient(access.uri, grpc_options=grpc_options, dedicated=True, **options)
 
 
 def literal(value: str) -> str:
@@ -156,7 +211,7 @@ def owner_of(description: str) -> str | None:
 class ChunkStore:
     def __init__(
         self,
-        uri: str,
+        access: MilvusAccess | str,
         collection: str,
         dimension: int,
         index_type: str = "AUTOINDEX",
@@ -165,10 +220,12 @@ class ChunkStore:
         owner: str | None = None,
     ):
         """`owner`: the twin (`namespace/name`) using the collection; recorded when it is created, and a
-        collection recorded for another twin is refused (CollectionTaken)."""
+        collection recorded for another twin is refused (CollectionTaken). `access`: a Milvus Lite file, a
+        server's uri, or a `MilvusAccess` with a token and TLS options."""
+        uri = access if isinstance(access, str) else access.uri
         if "://" not in uri:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
-        self.client = milvus_client(uri)
+        self.client = milvus_client(access)
         self.collection = collection
         self.index_type = index_type
         self.metric = metric
@@ -383,10 +440,10 @@ class ChunkStore:
                 self.client.drop_collection(self.collection)
 
 
-def drop_collection(uri: str, collection: str, owner: str) -> str:
+def drop_collection(access: MilvusAccess | str, collection: str, owner: str) -> str:
     """Remove a twin's collection (deletionPolicy Delete), only if it was created for `owner`: "dropped",
     "absent", or whose it is ("other namespace/name", or "unrecorded": not created by this llmtwin)."""
-    client = milvus_client(uri)
+    client = milvus_client(access)
     try:
         if not client.has_collection(collection):
             return "absent"
@@ -403,10 +460,10 @@ _stores: dict[tuple, ChunkStore] = {}
 _stores_lock = threading.Lock()
 
 
-def _store(twin: LLMTwin, create: bool) -> ChunkStore:
-    """One store per (uri, collection) in a process: Milvus Lite allows one process per data file."""
+def _store(twin: LLMTwin, secrets: Secrets | None, create: bool) -> ChunkStore:
+    """One store per Milvus and collection in a process: Milvus Lite allows one process per data file."""
     vs = twin.spec.vector_store
-    key = (vs.uri, twin.collection, vs.dimension, vs.index_type, vs.metric)
+    key = (milvus_access(twin, secrets), twin.collection, vs.dimension, vs.index_type, vs.metric)
     with _stores_lock:
         if key not in _stores:
             _stores[key] = ChunkStore(*key, create=create, owner=twin_owner(twin))
@@ -417,14 +474,15 @@ def twin_owner(twin: LLMTwin) -> str:
     return f"{twin.namespace}/{twin.name}"
 
 
-def store_for(twin: LLMTwin) -> ChunkStore:
-    """The twin's store, its collection created on first use (the writers' and the readers' way in)."""
-    return _store(twin, create=True)
+def store_for(twin: LLMTwin, secrets: Secrets | None = None) -> ChunkStore:
+    """The twin's store, its collection created on first use (the writers' and the readers' way in);
+    `secrets` reads the token and CA bundle the spec names (needed only if it names them)."""
+    return _store(twin, secrets, create=True)
 
 
-def existing_store(twin: LLMTwin) -> ChunkStore | None:
+def existing_store(twin: LLMTwin, secrets: Secrets | None = None) -> ChunkStore | None:
     """The twin's store if its collection exists (for readers that must not create one: the drift monitor)."""
     try:
-        return _store(twin, create=False)
+        return _store(twin, secrets, create=False)
     except CollectionMissing:
         return None

@@ -15,6 +15,7 @@ State is rebuilt after a restart by reading the queries topic from its start (se
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -29,6 +30,9 @@ from llmtwin.api.v1alpha1 import LLMTwin, duration_seconds
 from llmtwin.corpus.store import ChunkStore
 from llmtwin.drift import detectors
 from llmtwin.drift.records import FeedbackRecord, QuestionRecord, Record
+from llmtwin.secrets import SecretError
+
+log = logging.getLogger(__name__)
 
 SCORE = Gauge(
     names.DRIFT_METRIC,
@@ -157,7 +161,11 @@ class DriftMonitor:
             or stale
             or (twin.status.chunks is not None and twin.status.chunks != state.corpus_chunks)
         ):
-            store = self.stores(twin)
+            try:
+                store = self.stores(twin)
+            except SecretError as exc:  # the twin is Degraded for it; the other twins are scored on
+                log.warning("drift %s/%s: cannot open its collection: %s", twin.namespace, twin.name, exc.detail)
+                return None
             if store is None:
                 return None
             vectors = np.asarray(store.sample_vectors(REFERENCE_SAMPLE), dtype=np.float32)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from llmtwin.api.v1alpha1 import LLMTwin
-from llmtwin.corpus.store import existing_store
+from llmtwin.corpus.store import ChunkStore
 from llmtwin.drift.monitor import DriftMonitor, Evaluation
 from llmtwin.drift.rule import DriftRule, webhook_payload
 from llmtwin.events.alerts import WebhookPayload
@@ -44,6 +44,7 @@ class EmbeddedDrift:
         status: FileStatusReporter,
         submitter: Submitter,
         dead_letters: DeadLetters,
+        open_store: Callable[[LLMTwin], ChunkStore | None],
         clock: Callable[[], float] = time.time,
     ):
         self.twin = twin
@@ -52,7 +53,7 @@ class EmbeddedDrift:
         self.alerts_topic = alerts_topic
         self.status = status
         self.clock = clock
-        self.monitor = DriftMonitor(self._lookup, existing_store, clock)
+        self.monitor = DriftMonitor(self._lookup, open_store, clock)
         self.rule = DriftRule(twin)
         self.queries = QueryGateway(self.monitor, dead_letters)
         self.dispatcher = AlertDispatcher(FileRetrainLedger(twin, status), submitter, dead_letters, clock)

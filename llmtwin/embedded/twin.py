@@ -21,7 +21,7 @@ from typing import Any
 from llmtwin.api.names import KIND_LABEL
 from llmtwin.api.v1alpha1 import LLMTwin, SourceSpec
 from llmtwin.config import EmbeddedSettings
-from llmtwin.corpus.store import store_for
+from llmtwin.corpus.store import existing_store
 from llmtwin.embedded import inbox, watch
 from llmtwin.embedded.drift import EmbeddedDrift
 from llmtwin.events.gateway import DeadLetters, ObjectGateway, consume
@@ -30,8 +30,8 @@ from llmtwin.events.records import minio_message
 from llmtwin.events.routing import StaticTwins
 from llmtwin.events.submit import LocalSubmitter
 from llmtwin.models.resolve import ModelResolver
+from llmtwin.secrets import SecretFiles
 from llmtwin.sources.changes import ObjectChange, decode_changes
-from llmtwin.sources.credentials import SecretFiles
 from llmtwin.sources.objects import FolderStore, ObjectStore, ObjectStores, UnsafeKey
 from llmtwin.workflows.runner import LocalRunner, WorkflowFailed
 from llmtwin.workflows.status import FileStatusReporter
@@ -73,8 +73,8 @@ def step_context(
     others opened with Secrets from `secrets_dir` (default `<data-dir>/secrets`, laid out as the
     kubelet mounts them: `<secret>/<key>`)."""
     data_dir = Path(data_dir)
-    credentials = SecretFiles(secrets_dir or data_dir / "secrets")
-    objects = ObjectStores(settings.s3_endpoint, settings.s3_secret, credentials, inbox=data_dir / "inbox")
+    secrets = SecretFiles(secrets_dir or data_dir / "secrets")
+    objects = ObjectStores(settings.s3_endpoint, settings.s3_secret, secrets, inbox=data_dir / "inbox")
     return StepContext(
         twin=twin,
         workspace=data_dir / "workspaces",
@@ -82,6 +82,7 @@ def step_context(
         status=status,
         objects=objects,
         models=ModelResolver(settings.model_cache, objects),
+        secrets=secrets,
     )
 
 
@@ -116,6 +117,7 @@ class EmbeddedTwin:
             self.status,
             self.submitter,
             self.dead_letters,
+            lambda twin: existing_store(twin, self.context.secrets),
             clock,
         )
 
@@ -131,7 +133,7 @@ class EmbeddedTwin:
     # ------------------------------------------------------------------------------- events
     def pending_changes(self) -> list[ObjectChange]:
         """What differs between the sources and the collection (the resume point after any stop)."""
-        return inbox.pending_changes(self.sources(), store_for(self.twin).objects())
+        return inbox.pending_changes(self.sources(), self.context.store().objects())
 
     def publish(self, change: ObjectChange) -> None:
         """The bucket notification MinIO would send for this change, onto the objects queue."""
@@ -161,7 +163,7 @@ class EmbeddedTwin:
     def handle(self, messages: list[Message]) -> None:
         self.gateway.handle(messages)
         if not self.consumer.lag().get(0):
-            store_for(self.twin).flush()  # a burst is over: seal it so searches are fast
+            self.context.store().flush()  # a burst is over: seal it so searches are fast
 
     def sync(self) -> None:
         """Handle everything queued so far, then return (`llmtwin up --once`)."""

@@ -100,6 +100,17 @@ def coalesce(events: list[tuple[ObjectEvent, Message]]) -> list[tuple[ObjectEven
     return [(event, message) for _, event, message in newest.values()]
 
 
+def unroutable(event: ObjectEvent) -> str:
+    where = f"{event.bucket}/{event.key}"
+    if not event.origin:
+        return f"no twin has a source for {where}"
+    # MinIO names itself by MINIO_SERVER_URL, else by its own address (a pod IP behind a Service).
+    return (
+        f"no twin has a source for {where} on {event.origin} (set MINIO_SERVER_URL on that MinIO to the endpoint"
+        " the twins name, or LLMTWIN_S3_ENDPOINT for sources that name none)"
+    )
+
+
 def ingest_batches(twin: LLMTwin, events: list[ObjectEvent]) -> list[list[ObjectEvent]]:
     """The twin's events in Workflow-sized batches: sorted by object, so the same events always make the
     same batches (and a replay the same Workflow names), at most `spec.ingest.batchSize` each."""
@@ -140,8 +151,12 @@ class ObjectGateway:
         dead_letters: DeadLetters,
         workers: int = 16,
         clock: Callable[[], float] = time.time,
+        default_endpoint: str = "",
     ):
+        """`default_endpoint`: the platform's MinIO (LLMTWIN_S3_ENDPOINT), for sources that name none; ""
+        (`llmtwin up`) routes by bucket alone."""
         self.twins = twins
+        self.default_endpoint = default_endpoint
         self.submitter = submitter
         self.dead_letters = dead_letters
         self.clock = clock
@@ -162,9 +177,9 @@ class ObjectGateway:
         COALESCED.inc(len(events) - len(latest))
         by_twin: dict[tuple[str, str], tuple[LLMTwin, list[tuple[ObjectEvent, Message]]]] = {}
         for event, message in latest:
-            twins = route(self.twins.twins(), event) or route(self.twins.twins(refresh=True), event)
+            twins = self._route(event, refresh=False) or self._route(event, refresh=True)
             if not twins:
-                self.dead_letters.send(message, "unroutable", f"no twin has a source for {event.bucket}/{event.key}")
+                self.dead_letters.send(message, "unroutable", unroutable(event))
             for twin in twins:
                 by_twin.setdefault((twin.namespace, twin.name), (twin, []))[1].append((event, message))
         replaying = self._may_repeat(messages)
@@ -185,6 +200,9 @@ class ObjectGateway:
             if message.offset >= 0:
                 position = (message.topic, message.partition)
                 self._next_offsets[position] = max(self._next_offsets.get(position, 0), message.offset + 1)
+
+    def _route(self, event: ObjectEvent, refresh: bool) -> list[LLMTwin]:
+        return route(self.twins.twins(refresh=refresh), event, self.default_endpoint)
 
     def _may_repeat(self, messages: list[Message]) -> bool:
         """Whether the batch may hold events a Workflow already carries: it does not start where this gateway's

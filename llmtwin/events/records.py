@@ -18,6 +18,7 @@ from urllib.parse import quote_plus, unquote_plus
 from llmtwin.api.errors import ReasonedError
 
 EventType = Literal["put", "delete"]
+ORIGIN_ELEMENT = "x-minio-origin-endpoint"  # in each record's responseElements
 MAX_KEY_BYTES = 1024  # S3's limit on object key length
 # ObjectCreated events that change metadata only: the content (and so the index) is unchanged.
 METADATA_ONLY = ("s3:ObjectCreated:PutTagging", "s3:ObjectCreated:PutRetention", "s3:ObjectCreated:PutLegalHold")
@@ -41,6 +42,9 @@ class ObjectEvent:
     size: int
     event_time: float  # unix seconds, from the record (for end-to-end latency)
     event_id: str
+    # The MinIO that sent it (`x-minio-origin-endpoint`: MINIO_SERVER_URL, else the node's own address);
+    # "" when the record does not say (the folder watcher of `llmtwin up`).
+    origin: str = ""
 
     @property
     def order(self) -> int:
@@ -130,6 +134,7 @@ def _parse_record(record: Any) -> ObjectEvent | None:
         size=size if isinstance(size, int) and size >= 0 else 0,
         event_time=_event_time(str(_field(record, "eventTime", required=False))),
         event_id=hashlib.sha1(f"{bucket}/{key}/{name}/{sequencer}".encode()).hexdigest()[:20],
+        origin=str((record.get("responseElements") or {}).get(ORIGIN_ELEMENT, "")),
     )
 
 
@@ -156,6 +161,7 @@ def minio_message(
     size: int = 0,
     sequencer: str | None = None,
     event_name: str | None = None,
+    origin: str = "",
 ) -> bytes:
     """A notification in MinIO's format (for the folder watcher of `llmtwin up` and for tests)."""
     now = time.time_ns()
@@ -172,4 +178,6 @@ def minio_message(
         "eventName": name,
         "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket}, "object": obj},
     }
+    if origin:
+        record["responseElements"] = {ORIGIN_ELEMENT: origin}
     return json.dumps({"EventName": name, "Key": f"{bucket}/{key}", "Records": [record]}).encode()

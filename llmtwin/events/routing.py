@@ -10,20 +10,39 @@ import logging
 import threading
 import time
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from llmtwin.api.names import GROUP
-from llmtwin.api.v1alpha1 import PLURAL, VERSION, LLMTwin
+from llmtwin.api.v1alpha1 import PLURAL, VERSION, LLMTwin, SourceSpec
 from llmtwin.events.records import ObjectEvent
 from llmtwin.events.submit import Backoff, retry, transient_api_error
 
 log = logging.getLogger(__name__)
 
 
-def route(twins: list[LLMTwin], event: ObjectEvent) -> list[LLMTwin]:
-    """Every twin with a source (bucket, prefix, suffix) that contains this object."""
-    return [t for t in twins if any(s.matches(event.bucket, event.key) for s in t.spec.sources)]
+def endpoint_identity(url: str) -> tuple[str, str, int | None]:
+    """scheme, host, port: what makes two spellings of a MinIO endpoint the same server."""
+    parts = urlsplit(url.strip() if "://" in url else f"http://{url.strip()}")
+    default_port = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or default_port
+
+
+def route(twins: list[LLMTwin], event: ObjectEvent, default_endpoint: str = "") -> list[LLMTwin]:
+    """Every twin with a source that holds this object: its bucket, prefix and suffix, and, when the event
+    says which MinIO sent it, the same endpoint (a source without one: `default_endpoint`, the platform's).
+    So two twins naming the same bucket on two MinIOs each get only their own objects, whatever namespaces
+    they are in. Without an origin (the folder watcher) or an endpoint to compare, the bucket decides."""
+    origin = endpoint_identity(event.origin) if event.origin else None
+
+    def holds(source: SourceSpec) -> bool:
+        if not source.matches(event.bucket, event.key):
+            return False
+        endpoint = source.endpoint or default_endpoint
+        return origin is None or not endpoint or endpoint_identity(endpoint) == origin
+
+    return [t for t in twins if any(holds(s) for s in t.spec.sources)]
 
 
 def find_twin(twins: list[LLMTwin], namespace: str, name: str) -> LLMTwin | None:

@@ -16,6 +16,8 @@ import logging
 import threading
 import uuid
 
+from kubernetes.client import CoreV1Api
+
 from llmtwin.config import GatewaySettings
 from llmtwin.corpus.store import existing_store
 from llmtwin.drift.monitor import DriftMonitor
@@ -27,6 +29,7 @@ from llmtwin.events.retrains import KubernetesRetrainLedger
 from llmtwin.events.routing import KubernetesTwins, find_twin
 from llmtwin.events.submit import Backoff, KubernetesSubmitter
 from llmtwin.kube import api_client
+from llmtwin.secrets import KubernetesSecrets
 
 log = logging.getLogger(__name__)
 HOST = "0.0.0.0"
@@ -44,13 +47,17 @@ def run_gateway(settings: GatewaySettings, consumers: bool, stop: threading.Even
     submitter = KubernetesSubmitter(api, stop)
     producer = KafkaMessageProducer(settings.kafka_bootstrap)
     dead_letters = DeadLetters(producer, settings.dlq_topic)
-    objects = ObjectGateway(twins, submitter, dead_letters, workers=settings.submit_workers)
+    objects = ObjectGateway(
+        twins, submitter, dead_letters, workers=settings.submit_workers, default_endpoint=settings.s3_endpoint
+    )
     alerts = AlertDispatcher(KubernetesRetrainLedger(api), submitter, dead_letters)
 
     def twin(namespace: str, name: str):
         return find_twin(twins.twins(), namespace, name) or find_twin(twins.twins(refresh=True), namespace, name)
 
-    monitor = DriftMonitor(twin, existing_store)
+    core = CoreV1Api(api)
+    # The reference sample comes from the twin's collection, opened with the token its spec names (read by name).
+    monitor = DriftMonitor(twin, lambda t: existing_store(t, KubernetesSecrets(core, t.namespace)))
     queries = QueryGateway(monitor, dead_letters)
     handlers = {
         settings.objects_topic: objects.handle,

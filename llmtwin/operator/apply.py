@@ -8,6 +8,7 @@ still put back on the next reconcile.
 
 from __future__ import annotations
 
+import copy
 import threading
 from typing import Any
 
@@ -54,6 +55,17 @@ def contains(live: Any, desired: Any) -> bool:
     return live == desired
 
 
+def _with_live_values(obj: dict[str, Any], live: dict[str, Any], paths: list[tuple[str, ...]]) -> dict[str, Any]:
+    obj = copy.deepcopy(obj)
+    for path in paths:
+        source, target = live, obj
+        for part in path[:-1]:
+            source, target = source.get(part, {}), target.setdefault(part, {})
+        if path[-1] in source:
+            target[path[-1]] = source[path[-1]]
+    return obj
+
+
 class Applier:
     """Applies objects with server-side apply under one field manager, skipping no-ops."""
 
@@ -77,10 +89,22 @@ class Applier:
         except NotFoundError:
             return None
 
-    def apply(self, obj: dict[str, Any]) -> bool:
-        """Apply `obj`; return True if a write was needed."""
+    def delete(self, api_version: str, kind: str, name: str, namespace: str) -> bool:
+        """Delete an object; False if it was already gone."""
+        try:
+            self.resource(api_version, kind).delete(name=name, namespace=namespace)
+        except NotFoundError:
+            return False
+        API_WRITES.labels(kind, "delete").inc()
+        return True
+
+    def apply(self, obj: dict[str, Any], keep_live: list[tuple[str, ...]] = ()) -> bool:
+        """Apply `obj`; return True if a write was needed. `keep_live`: paths whose live value, once the object
+        exists, is applied instead of ours (a field another controller decides after creation)."""
         meta = obj["metadata"]
         live = self.get(obj["apiVersion"], obj["kind"], meta["name"], meta["namespace"])
+        if live is not None and keep_live:
+            obj = _with_live_values(obj, live, keep_live)
         if live is not None and contains(live, obj):
             return False
         self.resource(obj["apiVersion"], obj["kind"]).server_side_apply(

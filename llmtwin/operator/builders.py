@@ -109,6 +109,19 @@ def workflow_identity(twin: LLMTwin) -> list[dict[str, Any]]:
     ]
 
 
+# Children that come and go with the spec (the rest are always rendered): kind -> apiVersion, for deleting
+# one that a previous reconcile rendered (status.children) and this one does not.
+OPTIONAL_CHILDREN = {"HorizontalPodAutoscaler": "autoscaling/v2"}
+
+
+def kept_live_fields(twin: LLMTwin, child: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Fields rendered for creation only, then left to another controller: the Rollout's replica count once
+    an HPA scales it (re-applying ours would undo each of its decisions)."""
+    if child["kind"] == "Rollout" and twin.spec.serving.autoscaling.enabled:
+        return [("spec", "replicas")]
+    return []
+
+
 def children(twin: LLMTwin, settings: PlatformSettings) -> list[dict[str, Any]]:
     """Everything the operator creates and owns for one twin, in apply order."""
     return [

@@ -15,11 +15,11 @@ from pydantic import ValidationError
 
 from llmtwin.api.conditions import Phase
 from llmtwin.api.v1alpha1 import LLMTwin
-from llmtwin.corpus.store import drop_collection, twin_owner
-from llmtwin.operator.eventplane.secrets import KubernetesSecrets
+from llmtwin.corpus.store import drop_collection, milvus_access, twin_owner
 from llmtwin.operator.eventplane.wiring import unwire
 from llmtwin.operator.platform import Platform
 from llmtwin.operator.reconcile import parse_twin
+from llmtwin.secrets import KubernetesSecrets, SecretError
 
 CleanupHook = Callable[[LLMTwin, Platform, logging.Logger], None]
 CLEANUP_HOOKS: list[CleanupHook] = []
@@ -33,7 +33,12 @@ def cleanup_hook(fn: CleanupHook) -> CleanupHook:
 
 @cleanup_hook
 def drop_twin_collection(twin: LLMTwin, platform: Platform, logger: logging.Logger) -> None:
-    outcome = drop_collection(twin.spec.vector_store.uri, twin.collection, twin_owner(twin))
+    try:
+        access = milvus_access(twin, KubernetesSecrets(platform.core, twin.namespace))
+    except SecretError as exc:  # gone with its namespace, say: nothing can open the collection any more
+        logger.warning("kept Milvus collection %s: %s", twin.collection, exc.detail)
+        return
+    outcome = drop_collection(access, twin.collection, twin_owner(twin))
     if outcome == "dropped":
         logger.info("dropped Milvus collection %s", twin.collection)
     elif outcome != "absent":  # never another twin's chunks, nor a collection llmtwin did not create

@@ -22,13 +22,14 @@ from llmtwin.api.conditions import Reason
 from llmtwin.api.v1alpha1 import LLMTwin, LLMTwinStatus
 from llmtwin.api.validation import spec_problems
 from llmtwin.config import PlatformSettings
+from llmtwin.corpus.store import milvus_access
 from llmtwin.operator import builders, promotion
 from llmtwin.operator.apply import API_WRITES, rejected
-from llmtwin.operator.eventplane.secrets import KubernetesSecrets
 from llmtwin.operator.eventplane.wiring import wire
 from llmtwin.operator.platform import Platform
 from llmtwin.operator.status import Failure, Observation, StatusUpdate, decide
 from llmtwin.operator.tenancy import Claim, claim, collection_conflict, collection_key
+from llmtwin.secrets import KubernetesSecrets, SecretError, Secrets
 
 RECONCILES = Counter("llmtwin_operator_reconciles_total", "Reconciles by the phase they left", ["result"])
 RECONCILE_SECONDS = Histogram("llmtwin_operator_reconcile_seconds", "Time to reconcile one twin")
@@ -97,11 +98,14 @@ def observe(body: kopf.Body, platform: Platform, collections: Collections, logge
     # Rendered from the status after the decision: a rejected candidate's Rollout goes back at once.
     twin.status = observation.promotion.applied_to(twin.status)
     children = builders.children(twin, platform.settings)
-    observation.problems += apply_children(body, children, platform, logger)
+    observation.problems += apply_children(body, twin, children, platform, logger)
     observation.fields["children"] = [f"{c['kind']}/{c['metadata']['name']}" for c in children]
+    prune_children(body, observation.fields["children"], platform, logger)
     observation.fields["collection"] = twin.collection
+    secrets = KubernetesSecrets(platform.core, twin.namespace)
+    observation.problems += milvus_secret_problems(twin, secrets)
 
-    wiring = wire(twin, platform.settings, KubernetesSecrets(platform.core, twin.namespace))
+    wiring = wire(twin, platform.settings, secrets)
     if wiring.writes:
         logger.info("event plane: wrote %s", ", ".join(wiring.writes))
     for warning in wiring.warnings:
@@ -111,6 +115,16 @@ def observe(body: kopf.Body, platform: Platform, collections: Collections, logge
     observation.storage = ([topics] if topics else []) + wiring.failures
     observation.storage_message = "; ".join(f"{b.bucket}: {b.state}" for b in wiring.buckets)
     return observation
+
+
+def milvus_secret_problems(twin: LLMTwin, secrets: Secrets) -> list[Failure]:
+    """The Milvus token and CA bundle the spec names must be there: the steps and the front door mount them
+    (their pods wait for a missing one) and the finalizer reads them to drop the collection."""
+    try:
+        milvus_access(twin, secrets)
+    except SecretError as exc:
+        return [Failure(exc.reason, f"spec.vectorStore: {exc.detail}")]
+    return []
 
 
 def promote(twin: LLMTwin, platform: Platform, logger: logging.Logger) -> promotion.Promotion:
@@ -125,14 +139,16 @@ def promote(twin: LLMTwin, platform: Platform, logger: logging.Logger) -> promot
     return decision
 
 
-def apply_children(body: kopf.Body, children: list[dict], platform: Platform, logger: logging.Logger) -> list[Failure]:
+def apply_children(
+    body: kopf.Body, twin: LLMTwin, children: list[dict], platform: Platform, logger: logging.Logger
+) -> list[Failure]:
     """Apply each child (owned by the twin); the ones the API rejects are returned as failures."""
     failures, written = [], []
     for child in children:
         kopf.append_owner_reference(child, owner=body)
         what = f"{child['kind']}/{child['metadata']['name']}"
         try:
-            if platform.applier.apply(child):
+            if platform.applier.apply(child, builders.kept_live_fields(twin, child)):
                 written.append(what)
         except ApiException as exc:
             if not rejected(exc):
@@ -144,6 +160,17 @@ def apply_children(body: kopf.Body, children: list[dict], platform: Platform, lo
     if written:
         logger.info("applied %s", ", ".join(written))
     return failures
+
+
+def prune_children(body: kopf.Body, rendered: list[str], platform: Platform, logger: logging.Logger) -> None:
+    """Delete the optional children the last reconcile rendered and this one does not (an HPA after
+    autoscaling is turned off: left alone it would keep scaling the Rollout)."""
+    for child in set(body.status.get("children") or []) - set(rendered):
+        kind, _, name = child.partition("/")
+        if kind in builders.OPTIONAL_CHILDREN and platform.applier.delete(
+            builders.OPTIONAL_CHILDREN[kind], kind, name, body.metadata.namespace
+        ):
+            logger.info("deleted %s: no longer in the spec", child)
 
 
 def write_status(body: kopf.Body, patch: kopf.Patch, update: StatusUpdate, logger: logging.Logger) -> None:

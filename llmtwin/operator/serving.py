@@ -71,6 +71,8 @@ class Engine:
     args: Callable[[LLMTwin], list[str]]
     env: Callable[[LLMTwin, PlatformSettings], list[dict[str, str]]]
     queries: Queries
+    # Requests waiting, per pod, as prometheus-adapter serves it to the HPA (README: Autoscaling).
+    queue_metric: str = "tgi_queue_size"
 
 
 def _tgi_args(twin: LLMTwin) -> list[str]:
@@ -111,7 +113,10 @@ def _llmtwin_env(twin: LLMTwin, settings: PlatformSettings) -> list[dict[str, st
 
 ENGINES: dict[str, Engine] = {
     "tgi": Engine(lambda settings: TGI_IMAGE, _tgi_args, _tgi_env, _tgi_queries),
-    "vllm": Engine(lambda settings: VLLM_IMAGE, _vllm_args, lambda twin, settings: [], _vllm_queries),
+    # vLLM's gauge is vllm:num_requests_waiting; the adapter rule renames it (a colon is no API name).
+    "vllm": Engine(
+        lambda settings: VLLM_IMAGE, _vllm_args, lambda twin, settings: [], _vllm_queries, "vllm_num_requests_waiting"
+    ),
     "llmtwin": Engine(lambda settings: settings.workflow_image, _llmtwin_args, _llmtwin_env, _tgi_queries),
 }
 
@@ -209,7 +214,9 @@ def rollout(twin: LLMTwin, settings: PlatformSettings) -> dict[str, Any]:
         "kind": "Rollout",
         "metadata": _meta(twin, names.server_name(twin.name), "server"),
         "spec": {
-            "replicas": serving.replicas,
+            # With autoscaling this is only the count at creation (the HPA needs one to read the scale); after
+            # that the live count, the HPA's, is kept (builders.kept_live_fields).
+            "replicas": serving.autoscaling.min_replicas if serving.autoscaling.enabled else serving.replicas,
             "revisionHistoryLimit": 3,
             "selector": {"matchLabels": selector},
             "template": {
@@ -295,6 +302,7 @@ def model_server_url(twin: LLMTwin) -> str:
 
 def front_door(twin: LLMTwin, settings: PlatformSettings) -> dict[str, Any]:
     selector = _front_door_selector(twin)
+    secrets = twin.spec.vector_store.secret_names()  # Milvus' token and CA; it reads no source
     env = templates.step_env(settings) + [{"name": "LLMTWIN_MODEL_SERVER", "value": model_server_url(twin)}]
     container = {
         "name": "frontdoor",
@@ -306,7 +314,17 @@ def front_door(twin: LLMTwin, settings: PlatformSettings) -> dict[str, Any]:
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 30, "failureThreshold": 5},
         # The embedding model and the Milvus client, no generation: modest.
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
-        "volumeMounts": [{"name": "twin-config", "mountPath": templates.CONFIG_MOUNT, "readOnly": True}],
+        "volumeMounts": [
+            {"name": "twin-config", "mountPath": templates.CONFIG_MOUNT, "readOnly": True},
+            *(
+                {
+                    "name": templates.secret_volume_name(s),
+                    "mountPath": f"{templates.SECRETS_MOUNT}/{s}",
+                    "readOnly": True,
+                }
+                for s in secrets
+            ),
+        ],
         "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False},
     }
     return {
@@ -320,7 +338,10 @@ def front_door(twin: LLMTwin, settings: PlatformSettings) -> dict[str, Any]:
                 "metadata": {"labels": selector},
                 "spec": {
                     "containers": [container],
-                    "volumes": [{"name": "twin-config", "configMap": {"name": names.config_map_name(twin.name)}}],
+                    "volumes": [
+                        {"name": "twin-config", "configMap": {"name": names.config_map_name(twin.name)}},
+                        *({"name": templates.secret_volume_name(s), "secret": {"secretName": s}} for s in secrets),
+                    ],
                 },
             },
         },
@@ -368,12 +389,42 @@ def server_monitor(twin: LLMTwin) -> dict[str, Any]:
     }
 
 
+def autoscaler(twin: LLMTwin) -> dict[str, Any]:
+    """The server's HPA: replicas between the bounds, added when more requests wait per pod than the target."""
+    scaling = twin.spec.serving.autoscaling
+    metric = ENGINES[twin.spec.serving.engine].queue_metric
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(twin, names.server_name(twin.name), "server"),
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "Rollout",
+                "name": names.server_name(twin.name),
+            },
+            "minReplicas": scaling.min_replicas,
+            "maxReplicas": scaling.max_replicas,
+            "metrics": [
+                {
+                    "type": "Pods",
+                    "pods": {
+                        "metric": {"name": metric},
+                        "target": {"type": "AverageValue", "averageValue": f"{scaling.target_queue_size:g}"},
+                    },
+                }
+            ],
+        },
+    }
+
+
 def serving_children(twin: LLMTwin, settings: PlatformSettings) -> list[dict[str, Any]]:
     return [
         service(twin, "stable"),
         service(twin, "canary"),
         analysis_template(twin),
         rollout(twin, settings),
+        *([autoscaler(twin)] if twin.spec.serving.autoscaling.enabled else []),
         front_door(twin, settings),
         front_door_service(twin),
         front_door_monitor(twin),

@@ -17,7 +17,8 @@ from minio.error import S3Error
 
 from llmtwin.api.timestamps import unix_seconds
 from llmtwin.api.v1alpha1 import SourceSpec
-from llmtwin.sources.credentials import CredentialSource, secret_ref
+from llmtwin.secrets import Secrets
+from llmtwin.sources.credentials import secret_ref, source_credentials
 from llmtwin.sources.s3 import minio_client
 
 
@@ -123,12 +124,10 @@ class ObjectStores:
     """The object store of each source: its endpoint (or the platform's) opened with its Secret; with an
     inbox folder (`llmtwin up`), sources that name no endpoint are read from `<inbox>/<bucket>/<key>`."""
 
-    def __init__(
-        self, default_endpoint: str, default_secret: str, credentials: CredentialSource, inbox: Path | None = None
-    ):
+    def __init__(self, default_endpoint: str, default_secret: str, secrets: Secrets, inbox: Path | None = None):
         self.default_endpoint = default_endpoint
         self.default_secret = default_secret
-        self.credentials = credentials
+        self.secrets = secrets
         self.inbox = inbox
         self._opened: dict[tuple[str, str, str, str], ObjectStore] = {}
 
@@ -139,5 +138,5 @@ class ObjectStores:
         endpoint = source.endpoint or self.default_endpoint
         key = (endpoint, ref.name, ref.access_key_key, ref.secret_key_key)
         if key not in self._opened:  # one connection pool per endpoint and Secret
-            self._opened[key] = MinioStore(minio_client(endpoint, self.credentials.credentials(ref)))
+            self._opened[key] = MinioStore(minio_client(endpoint, source_credentials(self.secrets, ref)))
         return self._opened[key]

@@ -21,14 +21,17 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.config import PlatformSettings, StepSettings, load
 from llmtwin.models.resolve import ModelResolver
-from llmtwin.sources.credentials import SecretFiles
+from llmtwin.secrets import SecretFiles, Secrets
 from llmtwin.sources.objects import ObjectStores
 from llmtwin.workflows.status import StatusReporter, reporter_for
+
+if TYPE_CHECKING:  # pymilvus is imported by the steps that use it
+    from llmtwin.corpus.store import ChunkStore
 
 # Modules that register steps; imported lazily so the operator never imports torch.
 STEP_MODULES = ("llmtwin.workflows.ingest", "llmtwin.workflows.retrain")
@@ -45,6 +48,13 @@ class StepContext:
     status: StatusReporter
     objects: ObjectStores
     models: ModelResolver
+    secrets: Secrets  # the Secrets the twin names: the sources' (through `objects`), Milvus' token and CA
+
+    def store(self) -> ChunkStore:
+        """The twin's chunks, opened with the Milvus token and TLS options its spec names."""
+        from llmtwin.corpus.store import store_for
+
+        return store_for(self.twin, self.secrets)
 
     def in_workspace(self, workspace: Path) -> StepContext:
         return replace(self, workspace=workspace)
@@ -92,7 +102,8 @@ def run_step(name: str, params: dict[str, str], context: StepContext) -> dict[st
 def pod_context(settings: StepSettings) -> StepContext:
     """The context of a step in a workflow pod, from the settings the rendered template sets."""
     settings.workspace.mkdir(parents=True, exist_ok=True)
-    objects = ObjectStores(settings.s3_endpoint, settings.s3_secret, SecretFiles(settings.secrets_dir))
+    secrets = SecretFiles(settings.secrets_dir)
+    objects = ObjectStores(settings.s3_endpoint, settings.s3_secret, secrets)
     return StepContext(
         twin=load_twin(settings.twin_file),
         workspace=settings.workspace,
@@ -100,6 +111,7 @@ def pod_context(settings: StepSettings) -> StepContext:
         status=reporter_for(settings.status_sink, settings.kubeconfig),
         objects=objects,
         models=ModelResolver(settings.model_cache, objects),
+        secrets=secrets,
     )
 
 

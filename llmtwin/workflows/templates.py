@@ -57,9 +57,10 @@ def step_env(settings: PlatformSettings, workspace: str = WORKSPACE_MOUNT) -> li
     return [{"name": k, "value": v} for k, v in values.items()]
 
 
-def source_secrets(twin: LLMTwin, settings: PlatformSettings) -> list[str]:
-    """Every Secret a source of the twin is read with (each source its own, else the platform's)."""
-    return sorted({secret_ref(s, settings.s3_secret).name for s in twin.spec.sources})
+def step_secrets(twin: LLMTwin, settings: PlatformSettings) -> list[str]:
+    """Every Secret a step reads: each source's (else the platform's), and the Milvus token's and CA's."""
+    sources = {secret_ref(s, settings.s3_secret).name for s in twin.spec.sources}
+    return sorted(sources | set(twin.spec.vector_store.secret_names()))
 
 
 def secret_volume_name(secret: str) -> str:
@@ -117,7 +118,7 @@ def _step(
                 models.VolumeMount(
                     name=secret_volume_name(secret), mount_path=f"{SECRETS_MOUNT}/{secret}", read_only=True
                 )
-                for secret in source_secrets(twin, settings)
+                for secret in step_secrets(twin, settings)
             ),
         ],
         security_context=models.SecurityContext(
@@ -136,7 +137,7 @@ def _template(
         # Each source is read with its own Secret (one mount per Secret), never another source's.
         *(
             models.Volume(name=secret_volume_name(secret), secret=models.SecretVolumeSource(secret_name=secret))
-            for secret in source_secrets(twin, settings)
+            for secret in step_secrets(twin, settings)
         ),
     ]
     return WorkflowTemplate(

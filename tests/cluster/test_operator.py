@@ -4,6 +4,8 @@ the controller-manager's garbage collector (and real MinIO and Kafka: Ready incl
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -12,10 +14,14 @@ import pytest
 import yaml
 
 from llmtwin.api import names
-from llmtwin.corpus.store import ChunkStore
+from llmtwin.api.v1alpha1 import LLMTwin
+from llmtwin.corpus.store import ChunkStore, milvus_access
+from llmtwin.secrets import SecretFiles
 from tests.harness import wait_for
 from tests.harness.metrics import metric, samples
+from tests.harness.milvus_gate import mount_secret, secret_data, secured_vector_store
 from tests.harness.operator import RESYNC_SECONDS, create_s3_secret, get_json
+from tests.twins import ROOT
 from tests.twins import twin_doc as example_doc
 
 CHILD_KINDS = (
@@ -80,6 +86,36 @@ def test_apply_creates_owned_children_and_ready_status(kube_cluster, operator):
     assert resolved["spec"]["vectorStore"]["uri"] == operator.env["LLMTWIN_MILVUS_URI"]
 
 
+def readme_install() -> list[str]:
+    """The command lines of the README's "Install into a cluster" block, as a newcomer would paste them."""
+    block = re.search(r"## Install into a cluster.*?```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    return [line.split("  #")[0].strip() for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_the_readmes_install_as_written_makes_the_example_twin_ready(kube_cluster, operator, minio_to_kafka):
+    """Nothing created by hand: every line of the README's install block runs against the test API server, with
+    two substitutions a reader makes too: the `...` of the S3 Secret are the test MinIO's keys, and `edit
+    configmap` (interactive) is skipped, the operator (a process here, under the ServiceAccount the manifests
+    create; KWOK runs no containers) having the test endpoints in its environment."""
+    commands = readme_install()
+    assert commands[0] == "kubectl apply --server-side -k manifests/" and commands[-1] == "kubectl get llmtwins"
+    for line in commands:
+        if " edit " in line:
+            continue
+        line = line.replace("$(openssl rand -hex 24)", "test-webhook-token")
+        line = line.replace("accessKey=...", f"accessKey={minio_to_kafka.access_key}")
+        line = line.replace("secretKey=...", f"secretKey={minio_to_kafka.secret_key}")
+        args = shlex.split(line)
+        assert args[0] == "kubectl", line
+        result = kube_cluster.kubectl(*args[1:], check=False)
+        # The operator fixture made the platform's S3 Secret already (same name, same keys, as the README says).
+        assert result.returncode == 0 or "already exists" in result.stderr, f"{line}\n{result.stderr}"
+    twin = get_json(kube_cluster, "llmtwin", "demo")
+    assert {c["type"]: c["status"] for c in twin["status"]["conditions"]}["Ready"] == "True"
+    assert get_json(kube_cluster, "deployment", "llmtwin-operator", "-n", "llmtwin-system")["spec"]["template"]
+    kube_cluster.kubectl("delete", "llmtwin", "demo", "--timeout=90s")
+
+
 def can(kube_cluster, who: str, *request: str, namespace: str = "default") -> bool:
     """`kubectl auth can-i` as `who`: what the API server's authorizer says, not what a manifest claims."""
     answer = kube_cluster.kubectl("auth", "can-i", *request, "-n", namespace, f"--as={who}", check=False)
@@ -126,6 +162,46 @@ def test_the_operator_cannot_do_what_it_does_not_need(kube_cluster, operator):
         ("bind", "clusterroles.rbac.authorization.k8s.io"),
     ):
         assert not can(kube_cluster, who, *request), request
+
+
+def test_autoscaling_renders_an_hpa_that_scales_the_rollout_and_goes_when_turned_off(
+    kube_cluster, operator, rollouts_controller
+):
+    scaling = {"enabled": True, "minReplicas": 1, "maxReplicas": 3, "targetQueueSize": 2}
+    doc = twin_doc("lambda")
+    doc["spec"]["serving"]["autoscaling"] = scaling
+    apply(kube_cluster, doc)
+    wait_ready(kube_cluster, "lambda")
+    server = names.server_name("lambda")
+    hpa = get_json(kube_cluster, "horizontalpodautoscalers.autoscaling", server)
+    assert hpa["metadata"]["ownerReferences"][0]["kind"] == "LLMTwin"
+
+    def conditions() -> dict[str, dict]:
+        found = get_json(kube_cluster, "horizontalpodautoscalers.autoscaling", server).get("status", {})
+        return {c["type"]: c for c in found.get("conditions", [])}
+
+    # The real HPA controller (kube-controller-manager) reads the Rollout's scale subresource (its selector
+    # from the Argo Rollouts controller), and asks the custom metrics API for the engine's queue gauge: not
+    # served here (no prometheus-adapter), and it says so.
+    def asked_for_the_metric() -> dict | None:
+        found = conditions()
+        return found if "tgi_queue_size" in found.get("ScalingActive", {}).get("message", "") else None
+
+    seen = wait_for(asked_for_the_metric, 90, what="the HPA asking for tgi_queue_size")
+    assert seen["AbleToScale"]["status"] == "True" and seen["ScalingActive"]["status"] == "False", seen
+    # A scale decision (the HPA's, made here through the same scale subresource) survives the operator.
+    kube_cluster.kubectl("scale", "rollouts.argoproj.io", server, "--replicas=3")
+    time.sleep(RESYNC_SECONDS + 3)  # at least one resync of the twin
+    assert get_json(kube_cluster, "rollouts.argoproj.io", server)["spec"]["replicas"] == 3
+
+    doc["spec"]["serving"]["autoscaling"] = {"enabled": False}
+    doc["spec"]["serving"]["replicas"] = 2
+    apply(kube_cluster, doc)
+    wait_for(
+        lambda: kube_cluster.kubectl("get", "hpa", server, check=False).returncode != 0, 60, what="the HPA deleted"
+    )
+    wait_for(lambda: get_json(kube_cluster, "rollouts.argoproj.io", server)["spec"].get("replicas") == 2, 30)
+    kube_cluster.kubectl("delete", "llmtwin", "lambda", "--wait=false")
 
 
 def test_spec_edit_updates_children_and_observed_generation(kube_cluster, operator):
@@ -190,6 +266,10 @@ def test_manual_edit_of_a_child_is_reverted(kube_cluster, operator):
         # A file is Milvus Lite, one machine's: no pod could share it (relative or not).
         (lambda d: d["spec"]["vectorStore"].update(uri=".llmtwin/demo/milvus.db"), "spec.vectorStore.uri"),
         (lambda d: d["spec"]["vectorStore"].update(uri="/data/m.db"), "spec.vectorStore.uri"),
+        (
+            lambda d: d["spec"]["vectorStore"].update(uri="http://milvus:19530", tls={"serverName": "milvus"}),
+            "spec.vectorStore.tls",
+        ),
     ],
     ids=[
         "negative-rank",
@@ -199,6 +279,7 @@ def test_manual_edit_of_a_child_is_reverted(kube_cluster, operator):
         "overlap-too-big",
         "relative-file",
         "absolute-file",
+        "tls-over-http",
     ],  # fmt: skip
 )
 def test_invalid_specs_are_rejected_at_apply_time(kube_cluster, mutate, field):
@@ -345,6 +426,42 @@ def test_a_twin_naming_another_twins_collection_is_degraded_and_cannot_drop_it(
     kube_cluster.kubectl("delete", "llmtwin", "eta", "--timeout=90s")
     assert not milvus_server.client().has_collection("twin_default_eta")  # its own: dropped
     assert "dropped Milvus collection twin_default_eta" in operator.log_tail(400)
+
+
+def test_a_twin_whose_milvus_wants_tls_and_a_token_waits_for_the_secret_mounts_it_and_drops_through_it(
+    kube_cluster, operator, milvus_server, milvus_gate, tmp_path
+):
+    """The Secret the spec names is read by name in the twin's namespace (the operator: reconcile and
+    finalizer), mounted into the steps and the front door; the gate is the stand-in for a Milvus server's
+    TLS and authentication."""
+    doc = twin_doc("iota", deletionPolicy="Delete", vectorStore=secured_vector_store(milvus_gate, "iota-milvus"))
+    apply(kube_cluster, doc)
+    kube_cluster.kubectl("wait", "llmtwin/iota", "--for=condition=Degraded", "--timeout=60s")
+    (degraded,) = [
+        c for c in get_json(kube_cluster, "llmtwin", "iota")["status"]["conditions"] if c["type"] == "Degraded"
+    ]
+    assert degraded["reason"] == "SecretMissing" and "spec.vectorStore" in degraded["message"]
+    assert "default/iota-milvus" in degraded["message"]
+
+    literals = [f"--from-literal={key}={value}" for key, value in secret_data(milvus_gate).items()]
+    kube_cluster.kubectl("create", "secret", "generic", "iota-milvus", *literals)
+    wait_ready(kube_cluster, "iota")
+    front_door = get_json(kube_cluster, "deployment", names.front_door_name("iota"))["spec"]["template"]["spec"]
+    ingest = get_json(kube_cluster, "workflowtemplate", names.workflow_template_name("iota", "ingest"))["spec"]
+    mounted = {
+        kind: {v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
+        for kind, spec in (("frontdoor", front_door), ("ingest", ingest))
+    }
+    assert "iota-milvus" in mounted["frontdoor"] and "iota-milvus" in mounted["ingest"]
+
+    twin = LLMTwin.model_validate(get_json(kube_cluster, "llmtwin", "iota"))
+    access = milvus_access(twin, SecretFiles(mount_secret(tmp_path, milvus_gate, "iota-milvus")))
+    ChunkStore(access, twin.collection, 384, owner="default/iota").client.close()  # as its first ingest makes it
+    forwarded = milvus_gate.forwarded
+    kube_cluster.kubectl("delete", "llmtwin", "iota", "--timeout=90s")
+    assert not milvus_server.client().has_collection(twin.collection)  # dropped, through the gate
+    assert milvus_gate.forwarded > forwarded
+    assert f"dropped Milvus collection {twin.collection}" in operator.log_tail(400)
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,7 @@ def event_plane(kube_cluster, kafka_broker, minio_to_kafka):
 
 
 @pytest.fixture(scope="module")
-def gateway(kube_cluster, kafka_broker, event_plane, tmp_path_factory):
+def gateway(kube_cluster, kafka_broker, minio_to_kafka, event_plane, tmp_path_factory):
     kube_cluster.kubectl("apply", "-f", str(ROOT / "manifests/gateway/rbac.yaml"))
     kubeconfig = kube_cluster.service_account_kubeconfig("llmtwin-system", "llmtwin-gateway")
     workdir = tmp_path_factory.mktemp("gateway")
@@ -59,6 +59,7 @@ def gateway(kube_cluster, kafka_broker, event_plane, tmp_path_factory):
         {
             "KUBECONFIG": str(kubeconfig),
             "LLMTWIN_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+            "LLMTWIN_S3_ENDPOINT": minio_to_kafka.endpoint,  # the platform's MinIO: sources naming none
             "LLMTWIN_OBJECTS_TOPIC": OBJECTS_TOPIC,
             "LLMTWIN_ALERTS_TOPIC": ALERTS_TOPIC,
             "LLMTWIN_DLQ_TOPIC": DLQ_TOPIC,
@@ -84,9 +85,9 @@ def gateway(kube_cluster, kafka_broker, event_plane, tmp_path_factory):
 ARGO = ("argoproj.io", "v1alpha1")
 
 
-def workflows(kube_cluster, kind: str, twin: str = TWIN) -> list[dict]:
+def workflows(kube_cluster, kind: str, twin: str = TWIN, namespace: str = NAMESPACE) -> list[dict]:
     from kubernetes.client import CustomObjectsApi
 
     api = CustomObjectsApi(kube_cluster.api_client())
     selector = f"llmtwin.dev/twin={twin},llmtwin.dev/kind={kind}"
-    return api.list_namespaced_custom_object(*ARGO, NAMESPACE, "workflows", label_selector=selector)["items"]
+    return api.list_namespaced_custom_object(*ARGO, namespace, "workflows", label_selector=selector)["items"]

@@ -15,6 +15,7 @@ import signal
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 import yaml
@@ -24,11 +25,13 @@ from llmtwin.api.dashboard import PANELS
 from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.operator.builders import prometheus_rule, resolved_twin
 from llmtwin.operator.serving import front_door_monitor
+from llmtwin.secrets import SecretFiles
 from tests.drift.questions import OFF_TOPIC, ON_TOPIC
 from tests.events.conftest import NAMESPACE, QUERIES_TOPIC, WEBHOOK_TOKEN, twin_doc, workflows
 from tests.events.test_gateway import produce
 from tests.harness import free_port, wait_for
 from tests.harness.alertmanager import Alertmanager
+from tests.harness.milvus_gate import SECRET, mount_secret, secret_data, secured_vector_store
 from tests.harness.process import CliProcess
 from tests.harness.prometheus import Prometheus
 from tests.twins import DEMO_CORPUS_BUCKET, ROOT, ingest_demo_corpus
@@ -50,10 +53,10 @@ def address(url: str) -> str:
     return urllib.parse.urlsplit(url).netloc
 
 
-def drift_twin(kube_cluster, name: str, milvus_uri: str) -> LLMTwin:
+def drift_twin(kube_cluster, name: str, vector_store: dict) -> LLMTwin:
     doc = twin_doc(name, DEMO_CORPUS_BUCKET)
     doc["spec"]["drift"] = DRIFT
-    doc["spec"]["vectorStore"]["uri"] = milvus_uri
+    doc["spec"]["vectorStore"].update(vector_store)
     kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
     return LLMTwin.model_validate(doc)
 
@@ -70,7 +73,7 @@ def front_doors(kube_cluster, kafka_broker, tmp_path):
     """`llmtwin frontdoor` for each twin, as its Deployment runs it (the twin file, Kafka, no model server)."""
     started: dict[str, CliProcess] = {}
 
-    def start(twin: LLMTwin) -> str:
+    def start(twin: LLMTwin, secrets_dir: Path | None = None) -> str:
         workdir = tmp_path / f"frontdoor-{twin.name}"
         workdir.mkdir()
         (workdir / "twin.json").write_text(json.dumps(resolved_twin(twin)))  # what its ConfigMap holds
@@ -81,6 +84,7 @@ def front_doors(kube_cluster, kafka_broker, tmp_path):
                 "LLMTWIN_TWIN_FILE": str(workdir / "twin.json"),
                 "LLMTWIN_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
                 "LLMTWIN_QUERIES_TOPIC": QUERIES_TOPIC,
+                "LLMTWIN_SECRETS_DIR": str(secrets_dir or workdir / "secrets"),  # where its Deployment mounts them
                 "HF_HUB_OFFLINE": "1",
             },
             workdir,
@@ -97,12 +101,25 @@ def front_doors(kube_cluster, kafka_broker, tmp_path):
 
 
 def test_questions_that_leave_the_corpus_start_exactly_one_retrain(
-    kube_cluster, kafka_broker, milvus_server, gateway, operator, rollouts_controller, front_doors, tmp_path
+    kube_cluster,
+    kafka_broker,
+    milvus_server,
+    milvus_gate,
+    gateway,
+    operator,
+    rollouts_controller,
+    front_doors,
+    tmp_path,
 ):
-    drifting = drift_twin(kube_cluster, "wanderer", milvus_server.uri)
-    steady = drift_twin(kube_cluster, "homebody", milvus_server.uri)
-    for twin in (drifting, steady):
-        ingest_demo_corpus(twin)
+    # The drifting twin's Milvus wants TLS and a token (the gate, a stand-in for a Milvus server's own): the gateway
+    # reads them from the twin's Secret through the API, as its ServiceAccount, and the front door from its mount.
+    literals = [f"--from-literal={key}={value}" for key, value in secret_data(milvus_gate).items()]
+    kube_cluster.kubectl("create", "secret", "generic", SECRET, "-n", NAMESPACE, *literals)
+    mounted = mount_secret(tmp_path / "secrets", milvus_gate)
+    drifting = drift_twin(kube_cluster, "wanderer", secured_vector_store(milvus_gate))
+    steady = drift_twin(kube_cluster, "homebody", {"uri": milvus_server.uri})
+    ingest_demo_corpus(drifting, SecretFiles(mounted))
+    ingest_demo_corpus(steady)
 
     rules = tmp_path / "rules.yml"
     groups = [group for twin in (drifting, steady) for group in prometheus_rule(twin)["spec"]["groups"]]
@@ -112,7 +129,7 @@ def test_questions_that_leave_the_corpus_start_exactly_one_retrain(
         Alertmanager(tmp_path, f"{gateway.url}/alertmanager", tmp_path / "token") as alertmanager,
         Prometheus([rules], alertmanager.url) as prometheus,
     ):
-        urls = {twin.name: front_doors(twin) for twin in (drifting, steady)}
+        urls = {drifting.name: front_doors(drifting, mounted), steady.name: front_doors(steady)}
         # Scraped as prometheus-operator scrapes the targets of the shipped monitors and of the twin's own
         # (honorLabels as each says), labelled as Kubernetes service discovery labels them.
         front_door = front_door_monitor(drifting)
@@ -142,7 +159,9 @@ def test_questions_that_leave_the_corpus_start_exactly_one_retrain(
             assert ask(urls[steady.name], on_topic)["sources"]
             ask(urls[drifting.name], off_topic)
 
+        refused = milvus_gate.refused
         runs = wait_for(lambda: workflows(kube_cluster, "retrain", drifting.name), 120, what="the drift retrain")
+        assert milvus_gate.refused == refused  # the corpus sample came through the gate, with the token
         time.sleep(5)  # repeats from Alertmanager and further evaluations start nothing more
         assert len(workflows(kube_cluster, "retrain", drifting.name)) == 1
         assert workflows(kube_cluster, "retrain", steady.name) == []

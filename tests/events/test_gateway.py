@@ -44,9 +44,12 @@ from tests.events.conftest import (
     workflows,
 )
 from tests.harness import wait_for
+from tests.harness.kube import server_fixture
 from tests.harness.metrics import metric as scrape
 from tests.harness.metrics import samples
-from tests.harness.operator import OBJECTS_TOPIC
+from tests.harness.minio import MinioServer, kafka_notify_env, notify_kafka
+from tests.harness.operator import MINIO_KAFKA_TARGET, OBJECTS_TOPIC
+from tests.twins import twin_doc as example_doc
 
 pytestmark = [pytest.mark.cluster, pytest.mark.kafka, pytest.mark.slow]
 
@@ -298,6 +301,46 @@ def test_malformed_and_unroutable_messages_are_dead_lettered_and_the_gateway_goe
         assert letters[value]["llmtwin-dlq-origin"].startswith(OBJECTS_TOPIC + "/")
     assert letters[unroutable]["llmtwin-dlq-reason"] == "unroutable"
     assert "nobody-" in letters[unroutable]["llmtwin-dlq-detail"]
+
+
+@pytest.fixture(scope="module")
+def other_minio(kafka_broker, tmp_path_factory):
+    """A second MinIO publishing to the same objects topic, as another team's would."""
+    env = kafka_notify_env(MINIO_KAFKA_TARGET, kafka_broker.bootstrap, OBJECTS_TOPIC, tmp_path_factory.mktemp("q"))
+    yield from server_fixture(MinioServer(env))
+
+
+def test_two_twins_naming_one_bucket_on_two_minios_each_get_only_their_own(
+    kube_cluster, event_plane, gateway, minio_to_kafka, other_minio
+):
+    bucket, keys = "shared-name", {}
+    teams = {"team-a": None, "team-b": other_minio.endpoint}  # team-a's source names no endpoint: the platform's
+    for namespace, endpoint in teams.items():
+        kube_cluster.kubectl("create", "namespace", namespace, check=False)
+        # The gateway reads no Secret; the operator and the steps would (and a source on its own endpoint names one).
+        own = {"endpoint": endpoint, "credentialsSecretRef": {"name": "other-minio"}} if endpoint else {}
+        source = {"bucket": bucket, **own}
+        doc = example_doc("notes", namespace, sources=[source])
+        kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+    for namespace, server in (("team-a", minio_to_kafka), ("team-b", other_minio)):
+        client = server.client()
+        if not client.bucket_exists(bucket):
+            client.make_bucket(bucket)
+        notify_kafka(client, bucket, MINIO_KAFKA_TARGET)
+        keys[namespace] = f"{namespace}-{uuid.uuid4().hex[:6]}.md"
+        client.put_object(bucket, keys[namespace], io.BytesIO(b"mine"), 4)
+
+    def carried(namespace: str) -> set[str]:
+        return {
+            change.key
+            for workflow in workflows(kube_cluster, "ingest", "notes", namespace)
+            for change in decode_changes(workflow_parameters(workflow)["objects"])
+        }
+
+    for namespace in teams:
+        wait_for(lambda ns=namespace: keys[ns] in carried(ns), 30, what=f"{namespace}'s ingest")
+    time.sleep(2)  # both uploads went through the gateway; give a misroute the time to show
+    assert carried("team-a") == {keys["team-a"]} and carried("team-b") == {keys["team-b"]}
 
 
 def test_sigkill_during_hundreds_of_uploads_loses_nothing_and_duplicates_nothing(kube_cluster, event_plane, gateway):

@@ -6,7 +6,6 @@ etcd (Debian) + kube-apiserver + kube-controller-manager (built by infra/build.s
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import subprocess
@@ -14,17 +13,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from tests.harness import free_port, log_tail, spawn, stop_process_group
+from tests.harness.pki import certificate, new_key, pem, pem_key
 from tests.twins import ROOT
 
 CACHE = Path(os.environ.get("LLMTWIN_CACHE", Path.home() / ".cache" / "llmtwin"))
 BIN = CACHE / "bin"
-CRD_DIRS = ("argo-workflows", "argo-rollouts", "prometheus-operator")
+# Third-party CRDs (infra/build.sh crds). Argo CD's and Knative Serving's are schemas only, for validating
+# argocd/ and manifests/gateway/knative; they add ~3 s of API server CPU to the start (~21 s before).
+CRD_DIRS = ("argo-workflows", "argo-rollouts", "prometheus-operator", "argo-cd", "knative-serving")
 
 
 class InfraMissing(RuntimeError):
@@ -37,41 +36,6 @@ def pinned_version(name: str) -> str:
         if line.startswith(f"{name}="):
             return line.split("=", 1)[1].strip()
     raise InfraMissing(f"{name} missing from infra/versions.env")
-
-
-def _key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-    )
-
-
-def _cert(subject: str, key, issuer_key=None, issuer_name=None, ca: bool = False, sans=()) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_name or name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if sans:
-        import ipaddress
-
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(s)) if s[0].isdigit() else x509.DNSName(s) for s in sans]
-            ),
-            critical=False,
-        )
-    return builder.sign(issuer_key or key, hashes.SHA256())
 
 
 class KubeCluster:
@@ -146,7 +110,9 @@ class KubeCluster:
                 f"--service-account-private-key-file={pki / 'sa.key'}",
                 f"--root-ca-file={pki / 'ca.crt'}",
                 "--use-service-account-credentials=false",
-                "--controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token",
+                # The HPA controller: spec.serving.autoscaling renders an HPA on the Rollout (test_operator.py).
+                "--controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token,horizontalpodautoscaling",
+                "--horizontal-pod-autoscaler-sync-period=5s",
                 "--concurrent-gc-syncs=5",
             ],
         )
@@ -175,6 +141,7 @@ class KubeCluster:
     ) -> subprocess.CompletedProcess:
         result = subprocess.run(
             [str(BIN / "kubectl"), f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
+            cwd=ROOT,  # relative paths as the README writes them (`-k manifests/`)
             input=input,
             capture_output=True,
             text=True,
@@ -210,21 +177,21 @@ class KubeCluster:
     def _pki(self) -> None:
         pki = self.workdir / "pki"
         pki.mkdir(parents=True, exist_ok=True)
-        ca_key = _key()
-        ca = _cert("llmtwin-test-ca", ca_key, ca=True)
-        server_key = _key()
-        server = _cert(
+        ca_key = new_key()
+        ca = certificate("llmtwin-test-ca", ca_key, ca=True)
+        server_key = new_key()
+        server = certificate(
             "kube-apiserver",
             server_key,
             issuer_key=ca_key,
             issuer_name=ca.subject,
             sans=("127.0.0.1", "localhost", "kubernetes.default.svc"),
         )
-        sa_key = _key()
-        (pki / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-        (pki / "apiserver.crt").write_bytes(server.public_bytes(serialization.Encoding.PEM))
-        (pki / "apiserver.key").write_bytes(_pem_key(server_key))
-        (pki / "sa.key").write_bytes(_pem_key(sa_key))
+        sa_key = new_key()
+        (pki / "ca.crt").write_bytes(pem(ca))
+        (pki / "apiserver.crt").write_bytes(pem(server))
+        (pki / "apiserver.key").write_bytes(pem_key(server_key))
+        (pki / "sa.key").write_bytes(pem_key(sa_key))
         (pki / "sa.pub").write_bytes(
             sa_key.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -250,10 +217,11 @@ class KubeCluster:
         raise RuntimeError(f"timed out waiting for {what}:\n" + "\n".join(self.log_tail(n) for n in self.procs))
 
     def _install_crds(self) -> None:
+        missing = [d for d in CRD_DIRS if not any((CACHE / "crds" / d).glob("*.yaml"))]
+        if missing:
+            raise InfraMissing(f"no CRDs in {CACHE / 'crds'} for {', '.join(missing)}: run infra/build.sh crds")
         files = [p for d in CRD_DIRS for p in sorted((CACHE / "crds" / d).glob("*.yaml"))]
         files += sorted((ROOT / "manifests" / "crds").glob("*.yaml"))
-        if not files:
-            raise InfraMissing(f"no CRDs in {CACHE / 'crds'}: run infra/build.sh crds")
         args = []
         for f in files:
             args += ["-f", str(f)]

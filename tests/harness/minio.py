@@ -34,6 +34,9 @@ class MinioServer:
             "MINIO_ROOT_PASSWORD": self.secret_key,
             "MINIO_BROWSER": "off",
             "MINIO_UPDATE": "off",
+            # How it names itself in notifications (x-minio-origin-endpoint), which the gateway routes by:
+            # the README asks for the URL the twins name, as here.
+            "MINIO_SERVER_URL": self.endpoint,
             **self.extra_env,
         }
         log = open(self.workdir / "minio.log", "wb")

@@ -5,6 +5,7 @@ not: the finalizer imported a module that needs llama_index, which the image doe
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import signal
@@ -39,14 +40,7 @@ ENTRYPOINTS = {
 
 @pytest.fixture(scope="session")
 def image_env():
-    built: dict[str, ImageEnv] = {}
-
-    def get(image: str) -> ImageEnv:
-        if image not in built:
-            built[image] = ImageEnv(image).build()
-        return built[image]
-
-    return get
+    return functools.cache(lambda image: ImageEnv(image).build())  # one virtualenv per image per session
 
 
 @pytest.mark.parametrize("image", sorted(ENTRYPOINTS))

@@ -12,7 +12,6 @@ from llmtwin.api.v1alpha1 import BaseModelSpec
 from llmtwin.models.catalog import bundled_gguf
 from llmtwin.models.resolve import ModelResolver
 from llmtwin.sources.objects import ObjectStores
-from llmtwin.sources.s3 import Credentials
 from tests.retrain.tiny import build_tiny_model
 
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -60,9 +59,9 @@ def test_an_s3_prefix_is_downloaded_once(tmp_path, tiny_folder, minio_server):
         client.put_object("models", f"tiny/v1/{path.relative_to(tiny_folder)}", io.BytesIO(data), len(data))
 
     class Keys:
-        def credentials(self, ref):
-            assert ref.name == "platform-s3"  # no credentialsSecretRef on a base model: the platform's Secret
-            return Credentials(minio_server.access_key, minio_server.secret_key)
+        def value(self, name, key):
+            assert name == "platform-s3"  # no credentialsSecretRef on a base model: the platform's Secret
+            return {"accessKey": minio_server.access_key, "secretKey": minio_server.secret_key}[key]
 
     resolver = ModelResolver(tmp_path / "cache", ObjectStores(minio_server.endpoint, "platform-s3", Keys()))
     resolved = resolver.resolve(BaseModelSpec(id="s3://models/tiny/v1"))

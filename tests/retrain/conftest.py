@@ -13,7 +13,7 @@ from llmtwin.config import PlatformSettings
 from llmtwin.corpus.embed import embedder_for
 from llmtwin.corpus.store import store_for
 from llmtwin.models.resolve import ModelResolver
-from llmtwin.sources.credentials import SecretFiles
+from llmtwin.secrets import SecretFiles
 from llmtwin.sources.objects import FolderStore, ObjectStores
 from llmtwin.workflows.ingest.pipeline import IngestPipeline
 from llmtwin.workflows.retrain.workspace import RetrainWorkspace
@@ -114,7 +114,8 @@ def step_context(
     status: StatusReporter | None = None,
 ) -> StepContext:
     """What a retrain step gets on this machine (no object store: the retrain reads the collection)."""
-    objects = ObjectStores("http://unused:9000", "unused", SecretFiles(workspace.root / "secrets"))
+    secrets = SecretFiles(workspace.root / "secrets")
+    objects = ObjectStores("http://unused:9000", "unused", secrets)
     return StepContext(
         twin=twin,
         workspace=workspace.root,
@@ -122,4 +123,5 @@ def step_context(
         status=status or FileStatusReporter(workspace.root / "status.json"),
         objects=objects,
         models=ModelResolver(workspace.root / "models", objects),
+        secrets=secrets,
     )

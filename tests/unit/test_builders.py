@@ -65,7 +65,6 @@ def test_rollout_follows_serving_spec():
         serving={
             "engine": "vllm",
             "replicas": 2,
-            "autoscaling": {"minReplicas": 1, "maxReplicas": 3},
             "resources": {
                 "gpu": 2,
                 "nodeSelector": {"gpu": "a100"},
@@ -207,3 +206,32 @@ class TestWorkflowIdentity:
         assert rules[("llmtwins",)]["verbs"] == ["get"] and rules[("llmtwins",)]["resourceNames"] == ["demo"]
         assert rules[("llmtwins/status",)]["verbs"] == ["get", "patch"]
         assert rules[("llmtwins/status",)]["resourceNames"] == ["demo"]
+
+
+class TestAutoscaler:
+    def test_off_by_default_the_rollout_has_the_spec_replicas_and_no_hpa(self):
+        objs = builders.children(twin(serving={"replicas": 2}), Settings())
+        assert not [o for o in objs if o["kind"] == "HorizontalPodAutoscaler"]
+        assert next(o for o in objs if o["kind"] == "Rollout")["spec"]["replicas"] == 2
+
+    def test_enabled_an_hpa_scales_the_rollout_on_the_engines_queue_and_owns_the_count(self):
+        scaling = {"enabled": True, "minReplicas": 1, "maxReplicas": 4, "targetQueueSize": 2.5}
+        for engine, metric in (
+            ("tgi", "tgi_queue_size"),
+            ("llmtwin", "tgi_queue_size"),
+            ("vllm", "vllm_num_requests_waiting"),
+        ):
+            objs = builders.children(twin(serving={"engine": engine, "autoscaling": scaling}), Settings())
+            (hpa,) = [o for o in objs if o["kind"] == "HorizontalPodAutoscaler"]
+            rollout = next(o for o in objs if o["kind"] == "Rollout")
+            assert hpa["spec"]["scaleTargetRef"] == {
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "Rollout",
+                "name": rollout["metadata"]["name"],
+            }
+            assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 4)
+            (pods,) = hpa["spec"]["metrics"]
+            assert pods["pods"]["metric"]["name"] == metric and pods["pods"]["target"]["averageValue"] == "2.5"
+            assert rollout["spec"]["replicas"] == 1  # at creation; then the HPA's count is kept:
+            assert builders.kept_live_fields(twin(serving={"autoscaling": scaling}), rollout) == [("spec", "replicas")]
+            assert "HorizontalPodAutoscaler" in builders.OPTIONAL_CHILDREN  # deleted when turned off

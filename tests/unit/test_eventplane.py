@@ -3,6 +3,8 @@
 import base64
 
 import pytest
+from kubernetes.client import V1Secret
+from kubernetes.client.exceptions import ApiException
 from minio.notificationconfig import PrefixFilterRule, QueueConfig
 
 from llmtwin.api.conditions import Reason
@@ -17,7 +19,8 @@ from llmtwin.operator.eventplane.plan import (
     planned_queue_configs,
     twin_config_prefix,
 )
-from llmtwin.sources.credentials import CredentialsError, SecretFiles, credentials_from_secret_data, secret_ref
+from llmtwin.secrets import KubernetesSecrets, SecretError, SecretFiles
+from llmtwin.sources.credentials import secret_ref, source_credentials
 from tests.twins import example_twin
 
 ARN = "arn:minio:sqs::llmtwin:kafka"
@@ -43,11 +46,29 @@ def test_credentials_come_from_the_sources_secret_else_the_platform_one():
     assert secret_ref(SourceSpec(bucket="essays", credentials_secret_ref=own), "platform-s3") is own
 
 
-def test_secret_data_is_decoded_with_the_refs_key_names():
+class SecretsApi:
+    """CoreV1Api's read_namespaced_secret over a dict of namespaces (the calls are counted)."""
+
+    def __init__(self, secrets: dict[tuple[str, str], dict[str, str]]):
+        self.secrets, self.reads = secrets, 0
+
+    def read_namespaced_secret(self, name, namespace):
+        self.reads += 1
+        if (namespace, name) not in self.secrets:
+            raise ApiException(status=404)
+        return V1Secret(data=self.secrets[namespace, name])
+
+
+def test_secret_data_is_read_by_name_in_the_twins_namespace_once_and_decoded_with_the_refs_key_names():
+    api = SecretsApi({("team-a", "mine"): {"id": b64("AKIA"), "key": b64("s3cr3t")}})
     ref = SecretKeyRef(name="mine", access_key_key="id", secret_key_key="key")
-    credentials = credentials_from_secret_data({"id": b64("AKIA"), "key": b64("s3cr3t")}, ref)
+    credentials = source_credentials(KubernetesSecrets(api, "team-a"), ref)
     assert (credentials.access_key, credentials.secret_key) == ("AKIA", "s3cr3t")
     assert "s3cr3t" not in repr(credentials)
+    assert api.reads == 1  # both keys from one read
+    with pytest.raises(SecretError) as elsewhere:  # another namespace's Secret of that name is not this twin's
+        source_credentials(KubernetesSecrets(api, "team-b"), ref)
+    assert elsewhere.value.reason == Reason.SECRET_MISSING and "team-b/mine" in elsewhere.value.detail
 
 
 def test_mounted_secret_files_are_read_with_the_refs_key_names(tmp_path):
@@ -55,19 +76,20 @@ def test_mounted_secret_files_are_read_with_the_refs_key_names(tmp_path):
     (tmp_path / "mine" / "id").write_text("AKIA\n")
     (tmp_path / "mine" / "key").write_text("s3cr3t")
     files = SecretFiles(tmp_path)
-    credentials = files.credentials(SecretKeyRef(name="mine", access_key_key="id", secret_key_key="key"))
+    credentials = source_credentials(files, SecretKeyRef(name="mine", access_key_key="id", secret_key_key="key"))
     assert (credentials.access_key, credentials.secret_key) == ("AKIA", "s3cr3t")
-    with pytest.raises(CredentialsError) as missing:
-        files.credentials(SecretKeyRef(name="absent"))
+    with pytest.raises(SecretError) as missing:
+        source_credentials(files, SecretKeyRef(name="absent"))
     assert missing.value.reason == Reason.SECRET_MISSING
-    with pytest.raises(CredentialsError) as invalid:
-        files.credentials(SecretKeyRef(name="mine"))  # default key names: accessKey, secretKey
+    with pytest.raises(SecretError) as invalid:
+        source_credentials(files, SecretKeyRef(name="mine"))  # default key names: accessKey, secretKey
     assert invalid.value.reason == Reason.SECRET_INVALID and "accessKey" in invalid.value.detail
 
 
 def test_a_secret_without_a_key_names_the_key_and_never_a_value():
-    with pytest.raises(CredentialsError) as raised:
-        credentials_from_secret_data({"accessKey": b64("AKIA")}, SecretKeyRef(name="platform-s3"))
+    api = SecretsApi({("default", "platform-s3"): {"accessKey": b64("AKIA")}})
+    with pytest.raises(SecretError) as raised:
+        source_credentials(KubernetesSecrets(api, "default"), SecretKeyRef(name="platform-s3"))
     assert raised.value.reason == Reason.SECRET_INVALID
     assert "platform-s3" in str(raised.value) and "secretKey" in str(raised.value)
     assert "AKIA" not in str(raised.value)

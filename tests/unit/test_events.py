@@ -15,7 +15,7 @@ from llmtwin.events.gateway import DeadLetters, ObjectGateway, coalesce, poll_ba
 from llmtwin.events.http import HttpConfig, create_app
 from llmtwin.events.queue import InProcessQueue, Message
 from llmtwin.events.records import MalformedEvent, minio_message, parse_minio_message
-from llmtwin.events.routing import StaticTwins
+from llmtwin.events.routing import StaticTwins, route
 from llmtwin.sources.changes import decode_changes
 from llmtwin.workflows.templates import workflow_parameters
 from tests.twins import example_twin
@@ -243,3 +243,22 @@ def test_a_replay_creates_nothing_even_when_it_splits_the_events_differently():
     lists = submitter.lists
     restarted.handle(uploads(260)[250:])
     assert submitter.lists == lists and len(submitter.objects()) == 260
+
+
+def test_routing_keys_on_the_minio_that_sent_the_event():
+    platform = "http://minio.platform:9000"
+    ours = example_twin("ours", "team-a", sources=[{"bucket": "notes"}])  # no endpoint: the platform's
+    theirs = example_twin("theirs", "team-b", sources=[{"bucket": "notes", "endpoint": "https://minio.team-b:9000"}])
+    twins = [ours, theirs]
+
+    def sent_by(origin: str) -> list[str]:
+        (event,) = parse_minio_message(minio_message("notes", "a.md", "put", "e", origin=origin))
+        return [t.name for t in route(twins, event, platform)]
+
+    assert sent_by("http://minio.platform:9000") == ["ours"]
+    assert sent_by("HTTP://MINIO.PLATFORM:9000/") == ["ours"]  # one server, spelled another way
+    assert sent_by("https://minio.team-b:9000") == ["theirs"]
+    assert sent_by("http://10.0.0.7:9000") == []  # a MinIO no twin names (MINIO_SERVER_URL unset)
+    assert sent_by("") == ["ours", "theirs"]  # no origin (the folder watcher): the bucket decides
+    (event,) = parse_minio_message(minio_message("notes", "a.md", "put", "e", origin="http://10.0.0.7:9000"))
+    assert [t.name for t in route(twins, event)] == ["ours"]  # `llmtwin up`: no platform endpoint to compare

@@ -14,7 +14,7 @@ PACKAGE = ROOT / "llmtwin"
 # Lowest first. A package may import its own layer's packages or lower ones, never higher ones.
 LAYERS = [
     {"api"},  # the domain: types, validation, names, conditions (imports nothing of ours)
-    {"config", "kube"},  # settings from the environment; the Kubernetes client factory
+    {"config", "kube", "secrets"},  # settings from the environment; the Kubernetes client; Secret values
     {"sources", "corpus", "models"},  # object stores and credentials; chunks in Milvus and the embedder; base models
     {"serving", "drift"},  # the model server (TGI's API) and its client; drift records, detectors, monitor
     {"frontdoor"},  # RAG over the corpus: retrieval, prompts, answers

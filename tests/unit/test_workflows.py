@@ -6,8 +6,8 @@ from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.config import PlatformSettings as Settings
 from llmtwin.config import StepSettings
 from llmtwin.models.resolve import ModelResolver
+from llmtwin.secrets import SecretFiles
 from llmtwin.sources.changes import ObjectChange, decode_changes, encode_changes
-from llmtwin.sources.credentials import SecretFiles
 from llmtwin.sources.objects import ObjectStores
 from llmtwin.workflows import steps, templates
 from llmtwin.workflows.runner import LocalRunner, WorkflowFailed
@@ -22,7 +22,8 @@ def twin() -> LLMTwin:
 
 
 def local_runner(twin: LLMTwin, root) -> LocalRunner:
-    objects = ObjectStores("http://unused:9000", "unused", SecretFiles(root / "secrets"), inbox=root / "inbox")
+    secrets = SecretFiles(root / "secrets")
+    objects = ObjectStores("http://unused:9000", "unused", secrets, inbox=root / "inbox")
     context = StepContext(
         twin=twin,
         workspace=root,
@@ -30,6 +31,7 @@ def local_runner(twin: LLMTwin, root) -> LocalRunner:
         status=FileStatusReporter(root / "status.json"),
         objects=objects,
         models=ModelResolver(root / "models", objects),
+        secrets=secrets,
     )
     return LocalRunner(context, root)
 
@@ -133,3 +135,29 @@ def test_each_source_is_read_with_its_own_secret_mounted_where_the_step_looks(tw
     assert env[StepSettings.env_name("twin_file")].startswith(mounts["twin-config"])
     assert env[StepSettings.env_name("workspace")] == mounts["workspace"]
     assert not any(e.get("valueFrom") for e in container["env"])  # no credential travels as an env value
+
+
+def test_the_milvus_token_and_ca_secrets_are_mounted_into_the_steps_and_the_front_door():
+    """Where `StepSettings.secrets_dir` (and the front door's) looks, one mount per Secret; nothing more in
+    the front door, which reads no source."""
+    from llmtwin.operator.serving import front_door
+
+    t = example_twin(
+        vectorStore={
+            "uri": "https://milvus.example:19530",
+            "tokenSecretRef": {"name": "milvus-user"},
+            "tls": {"caSecretRef": {"name": "milvus-ca"}, "serverName": "milvus.internal"},
+        }
+    )
+    wt = templates.ingest_template(t, Settings(s3_secret="platform-s3"))
+    step_mounts = {m["mountPath"] for m in wt["spec"]["templates"][0]["container"]["volumeMounts"]}
+    assert {f"{templates.SECRETS_MOUNT}/{s}" for s in ("milvus-user", "milvus-ca", "platform-s3")} <= step_mounts
+    pod = front_door(t, Settings(s3_secret="platform-s3"))["spec"]["template"]["spec"]
+    assert {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v} == {"milvus-user", "milvus-ca"}
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]} >= {
+        f"{env[StepSettings.env_name('secrets_dir')]}/milvus-user",
+        f"{env[StepSettings.env_name('secrets_dir')]}/milvus-ca",
+    }
+    unsecured = front_door(example_twin(), Settings())["spec"]["template"]["spec"]
+    assert [v for v in unsecured["volumes"] if "secret" in v] == []

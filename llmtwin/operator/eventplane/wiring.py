@@ -33,7 +33,8 @@ from llmtwin.operator.eventplane.plan import (
     twin_config_prefix,
 )
 from llmtwin.operator.status import Failure
-from llmtwin.sources.credentials import CredentialSource, secret_ref
+from llmtwin.secrets import Secrets
+from llmtwin.sources.credentials import secret_ref, source_credentials
 from llmtwin.sources.s3 import FAST_FAIL, minio_client
 
 # status.buckets states besides the StorageReady reasons: notification in place; left the spec but its
@@ -92,9 +93,7 @@ def _failure(exc: Exception, endpoint: str, bucket: str, source: SourceSpec) -> 
 BucketStep = Callable[[Minio, str, list[SourceSpec]], Iterable[str]]
 
 
-def _each_bucket(
-    groups: BucketGroups, secrets: CredentialSource, default_secret: str, step: BucketStep
-) -> list[BucketResult]:
+def _each_bucket(groups: BucketGroups, secrets: Secrets, default_secret: str, step: BucketStep) -> list[BucketResult]:
     """Run `step` (yielding a description of each write it made) on every bucket of `groups`, with a
     client opened with the first source's Secret; failures are reported per bucket, never raised."""
     results = []
@@ -102,7 +101,7 @@ def _each_bucket(
         ref = secret_ref(sources[0], default_secret)
         result = BucketResult(endpoint, bucket, ref)
         try:
-            client = minio_client(endpoint, secrets.credentials(ref), retries=FAST_FAIL)
+            client = minio_client(endpoint, source_credentials(secrets, ref), retries=FAST_FAIL)
             with _bucket_lock(endpoint, bucket):
                 result.writes += step(client, bucket, sources)
         except (ReasonedError, MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
@@ -119,7 +118,7 @@ def _remove_configs_of(twin: LLMTwin) -> BucketStep:
     return remove
 
 
-def wire(twin: LLMTwin, settings: PlatformSettings, secrets: CredentialSource) -> Wiring:
+def wire(twin: LLMTwin, settings: PlatformSettings, secrets: Secrets) -> Wiring:
     """Converge the twin's buckets and notification configs; buckets the spec dropped lose the twin's
     configs (a failure there keeps the bucket listed, so the next resync tries again)."""
     arn = kafka_target_arn(settings.minio_kafka_target)
@@ -147,7 +146,7 @@ def wire(twin: LLMTwin, settings: PlatformSettings, secrets: CredentialSource) -
     return wiring
 
 
-def unwire(twin: LLMTwin, settings: PlatformSettings, secrets: CredentialSource, logger: logging.Logger) -> None:
+def unwire(twin: LLMTwin, settings: PlatformSettings, secrets: Secrets, logger: logging.Logger) -> None:
     """Remove the twin's notification configs from its buckets, the spec's and any still listed in
     status. A missing Secret or bucket leaves nothing we could remove (the namespace may be going away
     with it); anything else raises, so the finalizer stays and the clean-up is retried."""

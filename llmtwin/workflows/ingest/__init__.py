@@ -6,7 +6,6 @@ from typing import Any
 
 from llmtwin.api.timestamps import now
 from llmtwin.corpus.embed import embedder_for
-from llmtwin.corpus.store import store_for
 from llmtwin.sources.changes import decode_changes
 from llmtwin.workflows.ingest.pipeline import IngestPipeline
 from llmtwin.workflows.steps import StepContext, step
@@ -18,7 +17,7 @@ def ingest_objects(context: StepContext, *, twin: str = "", objects: str) -> dic
     """Every change of the batch, each with its outcome; the twin's counts and last error in its status."""
     vector_store = context.twin.spec.vector_store
     pipeline = IngestPipeline(
-        context.twin, context.objects.for_source, store_for(context.twin), embedder_for(vector_store.embedding_model)
+        context.twin, context.objects.for_source, context.store(), embedder_for(vector_store.embedding_model)
     )
     outcomes = pipeline.ingest(decode_changes(objects))
     documents, chunks = pipeline.store.counts()

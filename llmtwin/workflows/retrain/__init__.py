@@ -16,7 +16,6 @@ from llmtwin.workflows.steps import StepContext, step
 
 @step("retrain-dataset")
 def retrain_dataset(context: StepContext, *, twin: str = "", event_id: str = "", reason: str = "") -> dict[str, Any]:
-    from llmtwin.corpus.store import store_for
     from llmtwin.models.load import load_tokenizer, quiet_transformers
     from llmtwin.workflows.retrain.base import check_training_config
     from llmtwin.workflows.retrain.dataset import build_dataset
@@ -26,7 +25,7 @@ def retrain_dataset(context: StepContext, *, twin: str = "", event_id: str = "",
     check_training_config(context.twin, base)  # a spec that cannot train fails here, before any work
     workspace = RetrainWorkspace(context.workspace)
     tokenizer = load_tokenizer(base)
-    manifest = build_dataset(context.twin, store_for(context.twin), tokenizer, workspace.dataset_dir)
+    manifest = build_dataset(context.twin, context.store(), tokenizer, workspace.dataset_dir)
     return {"dataset_hash": manifest["hash"], **{k: manifest["counts"][k] for k in ("train_examples", "eval_examples")}}
 
 
@@ -70,7 +69,7 @@ def retrain_evaluate(
     )
     base = context.models.resolve(context.twin.spec.base_model)
     report = evaluate_candidate(
-        context.twin, base, workspace, adapter, production, int(style_samples), int(grounded_questions)
+        context.twin, context.store(), base, workspace, adapter, production, int(style_samples), int(grounded_questions)
     )
     return {"promoted": str(report["promoted"]).lower(), "reason": report["reason"]}
 

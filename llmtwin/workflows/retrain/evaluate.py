@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from llmtwin.api.v1alpha1 import GateSpec, LLMTwin
+from llmtwin.corpus.store import ChunkStore
 from llmtwin.models.load import detect_precision, load_model, load_tokenizer, quiet_transformers
 from llmtwin.models.resolve import ResolvedModel
 from llmtwin.workflows.retrain.dataset import read_jsonl
@@ -89,7 +90,7 @@ def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
 
 
 def grounded_prompts(
-    twin: LLMTwin, embedder: Any, tokenizer: Any, records: list[dict[str, Any]], count: int
+    twin: LLMTwin, store: ChunkStore, embedder: Any, tokenizer: Any, records: list[dict[str, Any]], count: int
 ) -> list[Any]:
     """(RAG prompt, retrieved hits, document asked about) for questions on `count` held-out documents:
     the front door's own retrieval and messages."""
@@ -97,7 +98,7 @@ def grounded_prompts(
 
     if count <= 0:
         return []
-    retriever = Retriever(twin, embedder=embedder)
+    retriever = Retriever(twin, store, embedder)
     prompts = []
     for title, document in spread(sorted({(r["title"], r["document"]) for r in records}), count):
         question = GROUNDED_QUESTION.format(title=title)
@@ -157,7 +158,12 @@ class Evaluation:
 
 
 def prepare(
-    twin: LLMTwin, base: ResolvedModel, workspace: RetrainWorkspace, style_samples: int, grounded_questions: int
+    twin: LLMTwin,
+    store: ChunkStore,
+    base: ResolvedModel,
+    workspace: RetrainWorkspace,
+    style_samples: int,
+    grounded_questions: int,
 ) -> Evaluation:
     from llmtwin.corpus.embed import embedder_for
 
@@ -172,7 +178,7 @@ def prepare(
         tokenizer.pad_token_id,
     )
     embedder = embedder_for(twin.spec.vector_store.embedding_model)
-    questions = grounded_prompts(twin, embedder, tokenizer, records, grounded_questions)
+    questions = grounded_prompts(twin, store, embedder, tokenizer, records, grounded_questions)
     return Evaluation(tokenizer, records, batches, spread(records, style_samples), questions, embedder)
 
 
@@ -210,6 +216,7 @@ def retrieval_found_document(questions: list[Any]) -> float | None:
 
 def evaluate_candidate(
     twin: LLMTwin,
+    store: ChunkStore,
     base: ResolvedModel,
     workspace: RetrainWorkspace,
     production_adapter: Path | None,
@@ -219,7 +226,7 @@ def evaluate_candidate(
 ) -> dict[str, Any]:
     """Score base, production and candidate; decide the gate; write and return report.json."""
     quiet_transformers()
-    evaluation = prepare(twin, base, workspace, style_samples, grounded_questions)
+    evaluation = prepare(twin, store, base, workspace, style_samples, grounded_questions)
     precision = detect_precision()
     model = load_variants(base, workspace, production_adapter, precision)
     variants = ["base", "production", "candidate"] if production_adapter else ["base", "candidate"]
