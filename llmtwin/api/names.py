@@ -15,6 +15,9 @@ KIND_LABEL = f"{GROUP}/kind"  # on WorkflowTemplates and Workflows: ingest | ret
 COMPONENT_LABEL = "app.kubernetes.io/component"  # config | server | frontdoor | monitoring
 MANAGED_BY_LABELS = {"app.kubernetes.io/managed-by": "llmtwin-operator", "app.kubernetes.io/part-of": "llmtwin"}
 DEDUPE_KEY_ANNOTATION = f"{GROUP}/dedupe-key"  # on Workflows: the event that made them
+# On ingest Workflows: the ids of the events they carry, comma-separated; the gateway's replay check reads them
+# from a metadata-only list (no Workflow bodies, no statuses).
+EVENT_IDS_ANNOTATION = f"{GROUP}/event-ids"
 MODEL_VERSION_ANNOTATION = f"{GROUP}/model-version"  # on the server pod template: the adapter it serves
 FINALIZER = f"{GROUP}/finalizer"
 # Argo Rollouts labels each ReplicaSet's pods with their template's hash; the server's PodMonitor carries it

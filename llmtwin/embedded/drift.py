@@ -22,7 +22,7 @@ from llmtwin.corpus.store import ChunkStore
 from llmtwin.drift.monitor import DriftMonitor, Evaluation
 from llmtwin.drift.rule import DriftRule, webhook_payload
 from llmtwin.events.alerts import WebhookPayload
-from llmtwin.events.gateway import AlertDispatcher, DeadLetters, consume
+from llmtwin.events.gateway import AlertDispatcher, DeadLetters, consume, handled
 from llmtwin.events.http import publish_alerts
 from llmtwin.events.queries import QueryGateway
 from llmtwin.events.queue import InProcessQueue
@@ -86,8 +86,8 @@ class EmbeddedDrift:
                 except Exception:  # the collection busy for a moment: the next round tries again
                     log.exception("drift evaluation failed")
 
-        queries = (self.queries_consumer, self.queries_topic, self.queries.handle, stop)
-        alerts = (self.alerts_consumer, self.alerts_topic, self.dispatcher.handle, stop)
+        queries = (self.queries_consumer, self.queries_topic, handled(self.queries.handle), stop)
+        alerts = (self.alerts_consumer, self.alerts_topic, handled(self.dispatcher.handle), stop)
         loops = [
             threading.Thread(target=consume, args=queries, name="drift-queries", daemon=True),
             threading.Thread(target=consume, args=alerts, name="drift-alerts", daemon=True),

@@ -24,7 +24,7 @@ from llmtwin.config import EmbeddedSettings
 from llmtwin.corpus.store import existing_store
 from llmtwin.embedded import inbox, watch
 from llmtwin.embedded.drift import EmbeddedDrift
-from llmtwin.events.gateway import DeadLetters, ObjectGateway, consume
+from llmtwin.events.gateway import DeadLetters, ObjectGateway, consume, handled
 from llmtwin.events.queue import InProcessQueue, Message
 from llmtwin.events.records import minio_message
 from llmtwin.events.routing import StaticTwins
@@ -173,7 +173,7 @@ class EmbeddedTwin:
 
     def drain(self, stop: threading.Event) -> None:
         """Handle queued changes until `stop`; bursts on one key within the window coalesce (the last wins)."""
-        consume(self.consumer, self.settings.objects_topic, self.handle, stop, window=COALESCE_SECONDS)
+        consume(self.consumer, self.settings.objects_topic, handled(self.handle), stop, window=COALESCE_SECONDS)
 
     def _workflow_done(self, workflow: dict[str, Any], outcome: Any) -> None:
         params = workflow_parameters(workflow)

@@ -11,18 +11,19 @@ import logging
 import threading
 from collections.abc import Callable
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from llmtwin.events.queue import Message
+from llmtwin.events.queue import Message, Positions, new_assignment
 
 log = logging.getLogger(__name__)
 
 
 class KafkaMessageConsumer:
     def __init__(self, bootstrap: str, topic: str, group: str, client_id: str = "llmtwin-gateway"):
+        self.assignment = 0  # drawn anew at every rebalance (`Message.assignment`)
         self.consumer = KafkaConsumer(
-            topic,
             bootstrap_servers=bootstrap,
             group_id=group,
             client_id=client_id,
@@ -34,6 +35,7 @@ class KafkaMessageConsumer:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
         )
+        self.consumer.subscribe([topic], listener=_CountAssignments(self))
 
     def poll(self, timeout: float, max_records: int) -> list[Message]:
         records = self.consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
@@ -46,14 +48,18 @@ class KafkaMessageConsumer:
                 partition=r.partition,
                 offset=r.offset,
                 timestamp=r.timestamp / 1000 if r.timestamp and r.timestamp > 0 else 0.0,
+                assignment=self.assignment,
             )
             for batch in records.values()
             for r in batch
         ]
 
-    def commit(self) -> None:
+    def commit(self, positions: Positions | None = None) -> None:
+        offsets = None
+        if positions is not None:
+            offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in positions.items()}
         try:
-            self.consumer.commit()
+            self.consumer.commit(offsets)
         except KafkaError as exc:
             # The batch is handled; a failed commit only means it may be replayed, and replays are
             # idempotent. The next successful commit covers these offsets.
@@ -73,6 +79,19 @@ class KafkaMessageConsumer:
 
     def close(self) -> None:
         self.consumer.close(autocommit=False)
+
+
+class _CountAssignments(ConsumerRebalanceListener):
+    """Called inside `poll`, before it returns records of the new assignment."""
+
+    def __init__(self, consumer: KafkaMessageConsumer):
+        self.consumer = consumer
+
+    def on_partitions_revoked(self, revoked) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned) -> None:
+        self.consumer.assignment = new_assignment()
 
 
 class KafkaMessageProducer:

@@ -4,7 +4,9 @@ Both handlers take a batch of `Message`s (from Kafka, the in-process queue, or o
 and return only when every resulting submission and dead letter is durable; `consume` commits the
 batch's offsets after that. A crash anywhere before the commit replays the batch, and replays create
 nothing new because Workflow names are derived from the events (at-least-once delivery, exactly-once
-in effect).
+in effect). The object gateway also comes in stages (`prepare`, then the batch's `start` and `wait`), so
+that `consume` polls and prepares the next batch while the API server is still creating the Workflows
+of the one before (most of a batch's time is that wait).
 
 Coalescing: within one batch, only the newest event (MinIO's sequencer) per bucket/key is submitted.
 A batch is what arrives within the coalescing window (`LLMTWIN_GATEWAY_COALESCE_SECONDS`, default
@@ -16,8 +18,10 @@ Batching: a twin's objects of one batch become ceil(n / spec.ingest.batchSize) i
 carrying its list of objects (sorted, so the same events make the same Workflows) and named from their
 events. A replay may split events differently from the first delivery (a crash between submitting and
 committing, then a poll that returns more): so when a batch does not continue where the gateway's last
-batch of that partition ended, the gateway first asks the API which events the twin's ingest Workflows
-already carry, and submits only the others. Each event is thus submitted once. A twin's ingests hold one
+batch of that partition ended under its consumer's current assignment (after a start, a rebalance, a
+failed batch), the gateway first asks the API which events the twin's ingest Workflows already carry
+(their `llmtwin.dev/event-ids` annotations, in one metadata-only list per twin and assignment), and
+submits only the others. Each event is thus submitted once. A twin's ingests hold one
 Argo mutex: they run one at a time, so two ingests of one object never run at once.
 """
 
@@ -29,21 +33,22 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from llmtwin.api.names import ALERT_ACTION_LABEL, KIND_LABEL, RETRAIN_ACTION, TWIN_LABEL
+from llmtwin.api.names import ALERT_ACTION_LABEL, EVENT_IDS_ANNOTATION, KIND_LABEL, RETRAIN_ACTION, TWIN_LABEL
 from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.events.alerts import AlertEvent, parse_alert_record
-from llmtwin.events.queue import Consumer, Message, Producer
+from llmtwin.events.queue import Consumer, Message, Positions, Producer, next_positions
 from llmtwin.events.records import MalformedEvent, ObjectEvent, parse_minio_message
 from llmtwin.events.retrains import RetrainLedger, retrain_decision, started
 from llmtwin.events.routing import TwinDirectory, route
 from llmtwin.events.submit import Stopped, SubmissionRejected, Submitter
-from llmtwin.sources.changes import ObjectChange, decode_changes, encode_changes
-from llmtwin.workflows.templates import RETRAIN_DEADLINE_SECONDS, build_workflow, workflow_parameters
+from llmtwin.sources.changes import ObjectChange, encode_changes
+from llmtwin.workflows.templates import RETRAIN_DEADLINE_SECONDS, build_workflow
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +69,8 @@ LATENCY = Histogram(
 INGEST_LATENCY = LATENCY.labels("ingest")  # one label lookup, not one per event
 ALERTS = Counter("llmtwin_gateway_alerts_total", "Alerts by what the dispatcher did", ["outcome"])
 CLAIM_ATTEMPTS = 3
+Replay = Literal["assigned", "jumped"]  # why a batch may hold events a Workflow already carries
+IN_FLIGHT_POLL_SECONDS = 0.01  # how long `consume` waits for the next batch while one is in flight
 
 
 class DeadLetters:
@@ -132,13 +139,59 @@ def ingest_workflow(twin: LLMTwin, events: list[ObjectEvent]) -> dict[str, Any]:
     ns, name = twin.namespace, twin.name
     keys = "\n".join(e.dedupe_key(ns, name) for e in events)
     dedupe_key = f"{ns}/{name}/{len(events)} objects/{hashlib.sha1(keys.encode()).hexdigest()}"
-    return build_workflow(twin, "ingest", {"objects": encode_changes(changes)}, dedupe_key, mutex=ingest_mutex(twin))
+    carried = {EVENT_IDS_ANNOTATION: ",".join(e.event_id for e in events)}
+    params = {"objects": encode_changes(changes)}
+    return build_workflow(twin, "ingest", params, dedupe_key, mutex=ingest_mutex(twin), annotations=carried)
 
 
 def retrain_workflow(twin: LLMTwin, alert: AlertEvent) -> dict[str, Any]:
     """One alert episode, one Workflow name: replicas and replays converge on the same run."""
     params = {"event_id": alert.fingerprint, "reason": f"drift alert: {alert.summary}"}
     return build_workflow(twin, "retrain", params, alert.dedupe_key())
+
+
+@dataclass
+class Job:
+    """One ingest Workflow to create, the events it carries and the messages they came in."""
+
+    workflow: dict[str, Any]
+    events: list[ObjectEvent]
+    messages: list[Message]
+
+
+class ObjectBatch:
+    """One batch's Workflows and dead letters, built but not sent: `start` sends them, `wait` returns once all
+    are durable (dead-lettering a Workflow the API refused) and raises what failed otherwise."""
+
+    def __init__(
+        self,
+        gateway: ObjectGateway,
+        routed: list[tuple[LLMTwin, list[tuple[ObjectEvent, Message]]]],
+        undeliverable: list[tuple[Message, str, str]],
+        replay: Replay | None,
+    ):
+        self.gateway = gateway
+        self.routed = routed
+        self.undeliverable = undeliverable  # (message, reason, detail)
+        self.replay = replay
+        # A possible replay asks the API what exists only at `start`, once the batch before it is durable.
+        self.jobs = None if replay else gateway.jobs(routed, None)
+        self.submissions: list[tuple[Job, Future[SubmissionRejected | None]]] = []
+
+    def start(self) -> None:
+        for message, reason, detail in self.undeliverable:
+            self.gateway.dead_letters.send(message, reason, detail)
+        jobs = self.jobs if self.jobs is not None else self.gateway.jobs(self.routed, self.replay)
+        # Submissions of one batch go out in parallel: the API round trip dominates.
+        self.submissions = [(job, self.gateway.pool.submit(self.gateway.submit, job)) for job in jobs]
+
+    def wait(self) -> None:
+        for job, submission in self.submissions:
+            rejected = submission.result()
+            if rejected:
+                for message in job.messages:
+                    self.gateway.dead_letters.send(message, "rejected", str(rejected))
+        self.gateway.dead_letters.flush()
 
 
 class ObjectGateway:
@@ -160,81 +213,104 @@ class ObjectGateway:
         self.submitter = submitter
         self.dead_letters = dead_letters
         self.clock = clock
-        # Submissions of one batch go out in parallel: the API round trip dominates.
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="submit")
+        # What this gateway knows under its consumer's current partition assignment (all of it is dropped at a
+        # rebalance): where each partition's last prepared batch ended, and the events each twin's Workflows
+        # carried when it last asked.
+        self._assignment = 0
         self._next_offsets: dict[tuple[str, int], int] = {}  # (topic, partition) -> the offset that follows
+        self._carried: dict[tuple[str, str], set[str]] = {}  # (namespace, twin) -> event ids
 
     def handle(self, messages: list[Message]) -> None:
+        """Handle one batch to the end: every Workflow and dead letter durable on return."""
+        batch = self.prepare(messages)
+        batch.start()
+        batch.wait()
+
+    def prepare(self, messages: list[Message]) -> ObjectBatch:
+        """Parse, coalesce, route and build the batch's Workflows, sending nothing: `consume` does this while
+        the previous batch's creates are in flight."""
         events: list[tuple[ObjectEvent, Message]] = []
+        undeliverable: list[tuple[Message, str, str]] = []
         for topic, count in collections.Counter(m.topic for m in messages).items():
             CONSUMED.labels(topic).inc(count)
         for message in messages:
             try:
                 events += [(event, message) for event in parse_minio_message(message.value)]
             except MalformedEvent as exc:
-                self.dead_letters.send(message, exc.reason, exc.detail)
+                undeliverable.append((message, exc.reason, exc.detail))
         latest = coalesce(events)
         COALESCED.inc(len(events) - len(latest))
         by_twin: dict[tuple[str, str], tuple[LLMTwin, list[tuple[ObjectEvent, Message]]]] = {}
         for event, message in latest:
             twins = self._route(event, refresh=False) or self._route(event, refresh=True)
             if not twins:
-                self.dead_letters.send(message, "unroutable", unroutable(event))
+                undeliverable.append((message, "unroutable", unroutable(event)))
             for twin in twins:
                 by_twin.setdefault((twin.namespace, twin.name), (twin, []))[1].append((event, message))
-        replaying = self._may_repeat(messages)
+        replay = self._may_repeat(messages)
+        for position, offset in next_positions(messages).items():
+            self._next_offsets[position] = max(self._next_offsets.get(position, 0), offset)
+        return ObjectBatch(self, list(by_twin.values()), undeliverable, replay)
+
+    def jobs(self, routed: list[tuple[LLMTwin, list[tuple[ObjectEvent, Message]]]], replay: Replay | None) -> list[Job]:
+        """Each twin's events as Workflows of its batch size; on a possible replay, without the events its
+        existing Workflows already carry."""
         jobs = []
-        for twin, routed in by_twin.values():
-            if replaying:
-                done = self._submitted_event_ids(twin)
-                routed = [(event, message) for event, message in routed if event.event_id not in done]
-            messages_of = {id(event): message for event, message in routed}
-            for batch in ingest_batches(twin, [event for event, _ in routed]):
-                jobs.append((twin, batch, [messages_of[id(event)] for event in batch]))
-        for (_, _, batch_messages), rejected in zip(jobs, self.pool.map(self._submit, jobs), strict=True):
-            if rejected:
-                for message in batch_messages:
-                    self.dead_letters.send(message, "rejected", str(rejected))
-        self.dead_letters.flush()
-        for message in messages:
-            if message.offset >= 0:
-                position = (message.topic, message.partition)
-                self._next_offsets[position] = max(self._next_offsets.get(position, 0), message.offset + 1)
+        for twin, events in routed:
+            if replay:
+                done = self._carried_events(twin, fresh=replay == "jumped")
+                events = [(event, message) for event, message in events if event.event_id not in done]
+            messages_of = {id(event): message for event, message in events}
+            for batch in ingest_batches(twin, [event for event, _ in events]):
+                jobs.append(Job(ingest_workflow(twin, batch), batch, [messages_of[id(event)] for event in batch]))
+        return jobs
 
     def _route(self, event: ObjectEvent, refresh: bool) -> list[LLMTwin]:
         return route(self.twins.twins(refresh=refresh), event, self.default_endpoint)
 
-    def _may_repeat(self, messages: list[Message]) -> bool:
-        """Whether the batch may hold events a Workflow already carries: it does not start where this gateway's
-        last batch of the partition ended (the first batch after a start or a rebalance, a replay after a
-        failed batch). A message without a position (an HTTP CloudEvent) is a batch of its own, whose
-        Workflow name its event decides."""
+    def _may_repeat(self, messages: list[Message]) -> Replay | None:
+        """Whether the batch may hold events a Workflow already carries, and why. "assigned": it starts a partition
+        this gateway has not read under its consumer's current assignment (after a start or a rebalance: the
+        partition's last owner may have submitted events it never committed). "jumped": it does not continue
+        where this gateway's last batch of the partition ended (a replay after a failed batch, a reset
+        position). A message without a position (an HTTP CloudEvent) is a batch of its own, whose Workflow
+        name its event decides."""
+        assignment = max((m.assignment for m in messages), default=0)
+        if assignment and assignment != self._assignment:
+            self._assignment, self._next_offsets, self._carried = assignment, {}, {}
         first: dict[tuple[str, int], int] = {}
         for message in messages:
             if message.offset >= 0:
                 position = (message.topic, message.partition)
                 first[position] = min(first.get(position, message.offset), message.offset)
-        return any(self._next_offsets.get(position) != offset for position, offset in first.items())
+        unexpected = [position for position, offset in first.items() if self._next_offsets.get(position) != offset]
+        if any(position in self._next_offsets for position in unexpected):
+            return "jumped"
+        return "assigned" if unexpected else None
 
-    def _submitted_event_ids(self, twin: LLMTwin) -> set[str]:
-        """The events the twin's existing ingest Workflows carry (one list call, on a possible replay only)."""
-        ids: set[str] = set()
-        for workflow in self.submitter.existing(twin.namespace, {TWIN_LABEL: twin.name, KIND_LABEL: "ingest"}):
-            try:
-                changes = decode_changes(workflow_parameters(workflow).get("objects", "[]"))
-                ids |= {change.event_id for change in changes}
-            except ValueError:
-                continue  # not one of ours (an older parameter format): nothing to skip
-        return ids
+    def _carried_events(self, twin: LLMTwin, fresh: bool) -> set[str]:
+        """The events the twin's existing ingest Workflows carry: one metadata list per twin and assignment, or
+        a new one when `fresh`. One list serves every partition of an assignment: Workflows carrying a newly
+        assigned partition's events were created by its last owner, before the assignment (hence before the
+        list); after a jump, this gateway's own Workflows since the list may carry them too."""
+        key = (twin.namespace, twin.name)
+        if fresh or key not in self._carried:
+            ids: set[str] = set()
+            labels = {TWIN_LABEL: twin.name, KIND_LABEL: "ingest"}
+            for metadata in self.submitter.existing_metadata(twin.namespace, labels):
+                carried = metadata.get("annotations", {}).get(EVENT_IDS_ANNOTATION, "")
+                ids.update(carried.split(",") if carried else ())
+            self._carried[key] = ids
+        return self._carried[key]
 
-    def _submit(self, job: tuple[LLMTwin, list[ObjectEvent], list[Message]]) -> SubmissionRejected | None:
-        twin, batch, _ = job
+    def submit(self, job: Job) -> SubmissionRejected | None:
         try:
-            self.submitter.submit(ingest_workflow(twin, batch))
+            self.submitter.submit(job.workflow)
         except SubmissionRejected as exc:
             return exc
         now = self.clock()
-        for event in batch:
+        for event in job.events:
             INGEST_LATENCY.observe(max(0.0, now - event.event_time))
         return None
 
@@ -313,24 +389,64 @@ def poll_batch(consumer: Consumer, max_records: int, poll_timeout: float, window
     return messages
 
 
+class Batch(Protocol):
+    def start(self) -> None:
+        """Send the batch's work (Workflow creates, dead letters) on its way."""
+
+    def wait(self) -> None:
+        """Return once all of it is durable; raise if any of it failed."""
+
+
+class Handled:
+    """A handler that does all its work at once, as a `Batch`: `start` handles, there is nothing to wait for."""
+
+    def __init__(self, handle: Callable[[list[Message]], None], messages: list[Message]):
+        self.handle = handle
+        self.messages = messages
+
+    def start(self) -> None:
+        self.handle(self.messages)
+
+    def wait(self) -> None:
+        pass
+
+
+def handled(handle: Callable[[list[Message]], None]) -> Callable[[list[Message]], Batch]:
+    """`consume`'s `prepare` for a plain handler."""
+    return lambda messages: Handled(handle, messages)
+
+
 def consume(
     consumer: Consumer,
     topic: str,
-    handle: Callable[[list[Message]], None],
+    prepare: Callable[[list[Message]], Batch],
     stop: threading.Event,
     max_records: int = 500,
     poll_timeout: float = 0.5,
     window: float = 0.0,
 ) -> None:
-    """Poll, handle, commit, until `stop`. A handler error escapes uncommitted: the batch is replayed."""
-    while not stop.is_set():
-        messages = poll_batch(consumer, max_records, poll_timeout, window)
-        for partition, behind in consumer.lag().items():
-            LAG.labels(topic, str(partition)).set(behind)
-        if not messages:
-            continue
-        try:
-            handle(messages)
-        except Stopped:
-            return
-        consumer.commit()
+    """Poll, prepare, start, wait, commit, until `stop`, with one batch in flight: while a batch's work is on
+    its way (the API server creating its Workflows), the next batch is polled and prepared; it starts only once
+    the one before it is durable, so Workflows are created in event order, and offsets are committed only up to
+    durable work. An error escapes uncommitted: the batch in flight is replayed (the one prepared behind it was
+    never started)."""
+    in_flight: tuple[Batch, Positions] | None = None
+    try:
+        while not stop.is_set():
+            # With a batch in flight, look only at what has arrived, so its commit is not held up by a quiet topic.
+            messages = poll_batch(consumer, max_records, IN_FLIGHT_POLL_SECONDS if in_flight else poll_timeout, window)
+            for partition, behind in consumer.lag().items():
+                LAG.labels(topic, str(partition)).set(behind)
+            prepared = prepare(messages) if messages else None
+            if in_flight:
+                in_flight[0].wait()
+                consumer.commit(in_flight[1])
+                in_flight = None
+            if prepared:
+                prepared.start()
+                in_flight = (prepared, next_positions(messages))
+        if in_flight:  # stopping: finish what was started rather than leave it to a replay
+            in_flight[0].wait()
+            consumer.commit(in_flight[1])
+    except Stopped:
+        return

@@ -8,6 +8,8 @@ delivered again to the next consumer of the group.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import threading
 import time
 from collections import defaultdict
@@ -24,11 +26,37 @@ class Message:
     partition: int = 0
     offset: int = 0
     timestamp: float = 0.0  # unix seconds when the broker accepted it
+    # The partition assignment of the consumer that polled it (`new_assignment`); 0: no consumer (HTTP).
+    assignment: int = 0
+
+
+_ASSIGNMENTS = itertools.count(1)
+
+
+def new_assignment() -> int:
+    """A number no other assignment in this process has: consumers draw one each time their partitions are
+    (re)assigned, so a handler can tell that partitions may have been someone else's in between."""
+    return next(_ASSIGNMENTS)
+
+
+Positions = dict[tuple[str, int], int]  # (topic, partition) -> the offset to read next
+
+
+def next_positions(messages: list[Message]) -> Positions:
+    """Where a consumer resumes after these messages (what committing them records)."""
+    positions: Positions = {}
+    for message in messages:
+        if message.offset >= 0:  # an HTTP CloudEvent has no position
+            position = (message.topic, message.partition)
+            positions[position] = max(positions.get(position, 0), message.offset + 1)
+    return positions
 
 
 class Consumer(Protocol):
     def poll(self, timeout: float, max_records: int) -> list[Message]: ...
-    def commit(self) -> None: ...
+    def commit(self, positions: Positions | None = None) -> None:
+        """Make `positions` durable for the group; None: everything polled so far."""
+
     def lag(self) -> dict[int, int]: ...  # partition -> messages behind the end
     def close(self) -> None: ...
 
@@ -73,6 +101,7 @@ class InProcessConsumer:
         self.group = group
         with queue._changed:
             self.position = queue._committed[(group, topic)]
+        self.assignment = new_assignment()  # one partition, assigned for the consumer's life
 
     def poll(self, timeout: float, max_records: int) -> list[Message]:
         with self.queue._changed:
@@ -81,11 +110,13 @@ class InProcessConsumer:
                 self.queue._changed.wait(timeout)
             batch = log[self.position : self.position + max_records]
             self.position += len(batch)
-            return batch
+        return [dataclasses.replace(message, assignment=self.assignment) for message in batch]
 
-    def commit(self) -> None:
+    def commit(self, positions: Positions | None = None) -> None:
         with self.queue._changed:
-            self.queue._committed[(self.group, self.topic)] = self.position
+            position = self.position if positions is None else positions.get((self.topic, 0))
+            if position is not None:
+                self.queue._committed[(self.group, self.topic)] = position
 
     def lag(self) -> dict[int, int]:
         with self.queue._changed:

@@ -22,7 +22,7 @@ from llmtwin.config import GatewaySettings
 from llmtwin.corpus.store import existing_store
 from llmtwin.drift.monitor import DriftMonitor
 from llmtwin.events.broker import KafkaMessageConsumer, KafkaMessageProducer
-from llmtwin.events.gateway import AlertDispatcher, DeadLetters, ObjectGateway, consume
+from llmtwin.events.gateway import AlertDispatcher, DeadLetters, ObjectGateway, consume, handled
 from llmtwin.events.http import HttpConfig, create_app
 from llmtwin.events.queries import QueryGateway, evaluate_every
 from llmtwin.events.retrains import KubernetesRetrainLedger
@@ -64,6 +64,9 @@ def run_gateway(settings: GatewaySettings, consumers: bool, stop: threading.Even
         settings.alerts_topic: alerts.handle,
         settings.queries_topic: queries.handle,
     }
+    # The object gateway is consumed in stages: the next batch is polled and prepared while the API server
+    # creates the last one's Workflows. HTTP deliveries (one CloudEvent each) are handled whole.
+    stages = {topic: handled(handle) for topic, handle in handlers.items()} | {settings.objects_topic: objects.prepare}
     # The drift state is rebuilt from the queries topic itself: a group of this process's own reads it
     # from the start, so a restarted gateway has its windows and reference questions back.
     groups = {topic: settings.group for topic in handlers} | {
@@ -72,10 +75,10 @@ def run_gateway(settings: GatewaySettings, consumers: bool, stop: threading.Even
 
     loops = []
     if consumers:
-        for topic, handle in handlers.items():
+        for topic, prepare in stages.items():
             loop = threading.Thread(
                 target=_consume_until_stopped,
-                args=(settings.kafka_bootstrap, topic, groups[topic], handle, stop, settings),
+                args=(settings.kafka_bootstrap, topic, groups[topic], prepare, stop, settings),
                 name=f"consume-{topic}",
                 daemon=True,
             )
@@ -110,7 +113,7 @@ def run_gateway(settings: GatewaySettings, consumers: bool, stop: threading.Even
 
 
 def _consume_until_stopped(
-    bootstrap: str, topic: str, group: str, handle, stop: threading.Event, settings: GatewaySettings
+    bootstrap: str, topic: str, group: str, prepare, stop: threading.Event, settings: GatewaySettings
 ) -> None:
     """Consume; after any failure (broker gone, DLQ unwritable) start over from the committed offsets.
 
@@ -125,14 +128,20 @@ def _consume_until_stopped(
             consume(
                 consumer,
                 topic,
-                handle,
+                prepare,
                 stop,
                 max_records=settings.max_batch_messages,
                 window=settings.coalesce_seconds,
             )
         except Exception as exc:
             delay = next(delays)
-            log.error("consumer for %s failed (%s); restarting from committed offsets in %.0fs", topic, exc, delay)
+            log.error(
+                "consumer for %s failed (%s); restarting from committed offsets in %.0fs",
+                topic,
+                exc,
+                delay,
+                exc_info=True,
+            )
             stop.wait(delay)
         finally:
             if consumer is not None:

@@ -224,9 +224,14 @@ def workflow_name(twin: LLMTwin, kind: WorkflowKind, dedupe_key: str) -> str:
 
 
 def build_workflow(
-    twin: LLMTwin, kind: WorkflowKind, params: dict[str, str], dedupe_key: str, mutex: str | None = None
+    twin: LLMTwin,
+    kind: WorkflowKind,
+    params: dict[str, str],
+    dedupe_key: str,
+    mutex: str | None = None,
+    annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """A `Workflow` submission that runs the twin's template with these parameters.
+    """A `Workflow` submission that runs the twin's template with these parameters (and `annotations`).
 
     `mutex`: Workflows holding the same mutex run one at a time, in creation order (Argo
     synchronization); a twin's ingests share one, so two ingests of an object never run at once.
@@ -240,7 +245,7 @@ def build_workflow(
         name=workflow_name(twin, kind, dedupe_key),
         namespace=twin.namespace,
         labels=twin_labels(twin.name, kind),
-        annotations={DEDUPE_KEY_ANNOTATION: dedupe_key[:1024]},
+        annotations={DEDUPE_KEY_ANNOTATION: dedupe_key[:1024], **(annotations or {})},
         workflow_template_ref=models.WorkflowTemplateRef(name=workflow_template_name(twin.name, kind)),
         arguments=[Parameter(name=p, value=values.get(p, "")) for p in expected],
         synchronization=models.Synchronization(mutexes=[models.Mutex(name=mutex)]) if mutex else None,

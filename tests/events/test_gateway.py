@@ -27,8 +27,10 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from llmtwin.api.v1alpha1 import LLMTwin
 from llmtwin.config import PlatformSettings
+from llmtwin.events.broker import KafkaMessageConsumer
 from llmtwin.events.records import minio_message
 from llmtwin.operator.builders import resolved_twin
+from llmtwin.operator.eventplane.topics import ensure_topics
 from llmtwin.sources.changes import decode_changes
 from llmtwin.workflows.templates import workflow_parameters
 from tests.events.conftest import (
@@ -411,6 +413,36 @@ def test_a_thousand_new_objects_become_ceil_n_over_batch_workflows_each_object_o
     assert {c["key"]: c["etag"] for c in submitted} == etags
     batch = LLMTwin.model_validate(twin_doc(TWIN, BUCKET)).spec.ingest.batch_size
     assert len({c["workflow"] for c in submitted}) == math.ceil(len(keys) / batch)
+
+
+def test_a_rebalance_gives_a_consumers_messages_a_new_assignment(kafka_broker):
+    """The gateway's replay check trusts what it knows of a partition only within one assignment: a consumer
+    whose partitions are reassigned (another member joined) must stamp what it polls next with a new one."""
+    topic = f"assignments-{uuid.uuid4().hex[:6]}"
+    ensure_topics(kafka_broker.bootstrap, [topic])  # 3 partitions
+    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap)
+
+    def produce() -> None:
+        for i in range(60):
+            producer.send(topic, key=f"k{i}".encode(), value=b"v")
+        producer.flush()
+
+    produce()
+    first = KafkaMessageConsumer(kafka_broker.bootstrap, topic, "assignments")
+    second = None
+    try:
+        before = wait_for(lambda: first.poll(0.5, 500), timeout=60, what="the first member's messages")
+        assert len({m.assignment for m in before}) == 1 and before[0].assignment > 0
+        second = KafkaMessageConsumer(kafka_broker.bootstrap, topic, "assignments")  # joins: both are reassigned
+        wait_for(lambda: first.poll(0.2, 500) + second.poll(0.2, 500) and second.assignment, 60, 0.1, "a rebalance")
+        produce()  # the first member kept its position on the partitions it kept: new messages reach it
+        after = wait_for(lambda: first.poll(0.5, 500), timeout=60, what="the first member's messages after it")
+        assert {m.assignment for m in after} == {first.assignment} and first.assignment != before[0].assignment
+    finally:
+        producer.close()
+        first.close()
+        if second is not None:
+            second.close()
 
 
 def test_kafka_broker_restart_loses_no_upload(kube_cluster, event_plane, gateway, kafka_broker):

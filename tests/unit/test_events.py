@@ -3,6 +3,7 @@ the webhook."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -11,13 +12,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from llmtwin.events.alerts import parse_alert_record
-from llmtwin.events.gateway import DeadLetters, ObjectGateway, coalesce, poll_batch
+from llmtwin.events.gateway import DeadLetters, ObjectGateway, coalesce, consume, poll_batch
 from llmtwin.events.http import HttpConfig, create_app
-from llmtwin.events.queue import InProcessQueue, Message
+from llmtwin.events.queue import InProcessQueue, Message, new_assignment
 from llmtwin.events.records import MalformedEvent, minio_message, parse_minio_message
 from llmtwin.events.routing import StaticTwins, route
 from llmtwin.sources.changes import decode_changes
 from llmtwin.workflows.templates import workflow_parameters
+from tests.harness import wait_for
 from tests.twins import example_twin
 
 
@@ -110,6 +112,112 @@ def test_poll_batch_collects_a_burst_within_the_window():
     assert len(batch) == 5
 
 
+class HeldBatch:
+    """A batch whose work stays in flight until the test lets it finish (or fail)."""
+
+    def __init__(self, log: list[str], messages: list[Message]):
+        self.name = "+".join(m.value.decode() for m in messages)
+        self.log = log
+        self.done = threading.Event()
+        self.error: Exception | None = None
+        log.append(f"prepare {self.name}")
+
+    def start(self) -> None:
+        self.log.append(f"start {self.name}")
+
+    def wait(self) -> None:
+        assert self.done.wait(10), f"{self.name} never finished"
+        if self.error:
+            raise self.error
+        self.log.append(f"durable {self.name}")
+
+
+def held_consumer(count: int):
+    queue = InProcessQueue()
+    for i in range(count):
+        queue.send("t", str(i).encode())
+    log: list[str] = []
+    batches: dict[str, HeldBatch] = {}
+
+    def prepare(messages: list[Message]) -> HeldBatch:
+        batch = HeldBatch(log, messages)
+        batches[batch.name] = batch
+        return batch
+
+    return queue, log, batches, prepare
+
+
+def committed(queue: InProcessQueue) -> list[bytes]:
+    """What a new consumer of the group would be given: everything after the committed offset."""
+    return [m.value for m in queue.consumer("t", "g").poll(0, 100)]
+
+
+def wait_until(condition, what: str) -> None:
+    wait_for(condition, timeout=10, interval=0.01, what=what)
+
+
+def consuming(queue: InProcessQueue, prepare, stop: threading.Event) -> threading.Thread:
+    """`consume` in a thread, two messages a batch."""
+    loop = threading.Thread(
+        target=consume, args=(queue.consumer("t", "g"), "t", prepare, stop), kwargs={"max_records": 2}
+    )
+    loop.start()
+    return loop
+
+
+def test_consume_prepares_the_next_batch_while_one_is_in_flight_and_commits_only_durable_work():
+    queue, log, batches, prepare = held_consumer(4)
+    stop = threading.Event()
+    loop = consuming(queue, prepare, stop)
+    try:
+        wait_until(lambda: "prepare 2+3" in log, "the next batch prepared while 0+1 is in flight")
+        assert log == ["prepare 0+1", "start 0+1", "prepare 2+3"]  # not started: Workflows keep event order
+        assert committed(queue) == [b"0", b"1", b"2", b"3"]
+        batches["0+1"].done.set()
+        wait_until(lambda: "start 2+3" in log, "2+3 started once 0+1 was durable")
+        assert log[3:] == ["durable 0+1", "start 2+3"]
+        assert committed(queue) == [b"2", b"3"]
+        batches["2+3"].done.set()
+        wait_until(lambda: committed(queue) == [], "2+3 committed once durable, with nothing after it to poll")
+    finally:
+        stop.set()
+        for batch in batches.values():
+            batch.done.set()
+        loop.join(10)
+
+
+def test_a_failed_batch_is_replayed_with_the_one_prepared_behind_it_never_started():
+    queue, log, batches, prepare = held_consumer(4)
+    errors: list[Exception] = []
+
+    def run() -> None:
+        try:
+            consume(queue.consumer("t", "g"), "t", prepare, threading.Event(), max_records=2)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    loop = threading.Thread(target=run)
+    loop.start()
+    wait_until(lambda: "prepare 2+3" in log, "the next batch prepared")
+    batches["0+1"].error = RuntimeError("the API server went away")
+    batches["0+1"].done.set()
+    loop.join(10)
+    assert [str(e) for e in errors] == ["the API server went away"]
+    assert "start 2+3" not in log
+    assert committed(queue) == [b"0", b"1", b"2", b"3"]  # all of it is delivered again
+
+
+def test_a_stopped_consume_finishes_the_batch_in_flight_and_commits_it():
+    queue, log, batches, prepare = held_consumer(2)
+    stop = threading.Event()
+    loop = consuming(queue, prepare, stop)
+    wait_until(lambda: "start 0+1" in log, "the batch started")
+    stop.set()
+    batches["0+1"].done.set()
+    loop.join(10)
+    assert not loop.is_alive() and log[-1] == "durable 0+1" and committed(queue) == []
+
+
 @pytest.fixture
 def webhook():
     queue = InProcessQueue()
@@ -193,9 +301,9 @@ class RecordingSubmitter:
         self.workflows.setdefault(workflow["metadata"]["name"], workflow)
         return workflow["metadata"]["name"]
 
-    def existing(self, namespace: str, labels: dict[str, str]) -> list[dict]:
+    def existing_metadata(self, namespace: str, labels: dict[str, str]) -> list[dict]:
         self.lists += 1
-        return [w for w in self.workflows.values() if labels.items() <= w["metadata"]["labels"].items()]
+        return [w["metadata"] for w in self.workflows.values() if labels.items() <= w["metadata"]["labels"].items()]
 
     def objects(self) -> list[str]:
         return [c.key for w in self.workflows.values() for c in decode_changes(workflow_parameters(w)["objects"])]
@@ -226,7 +334,8 @@ def test_a_twins_objects_become_workflows_of_its_batch_size_under_one_mutex():
 
 
 def test_a_replay_creates_nothing_even_when_it_splits_the_events_differently():
-    messages = uploads(250)
+    polled = uploads(260)
+    messages, later = polled[:250], polled[250:]
     submitter = RecordingSubmitter()
     # A gateway submits the first 120 events, then dies before committing them.
     gateway_for(submitter).handle(messages[:120])
@@ -241,8 +350,32 @@ def test_a_replay_creates_nothing_even_when_it_splits_the_events_differently():
     assert len(submitter.workflows) == 4
     # In steady state (each batch continues the last) the gateway does not ask the API.
     lists = submitter.lists
-    restarted.handle(uploads(260)[250:])
+    restarted.handle(later)
     assert submitter.lists == lists and len(submitter.objects()) == 260
+
+
+def test_one_list_serves_every_partition_of_an_assignment_and_a_rebalance_asks_again():
+    polled = uploads(40)
+    # Three partitions, first read one after the other under one assignment (as a started gateway finds them).
+    parts = [
+        [dataclasses.replace(m, partition=p, offset=i) for i, m in enumerate(polled[p * 10 : p * 10 + 10])]
+        for p in range(3)
+    ]
+    submitter = RecordingSubmitter()
+    gateway = gateway_for(submitter)
+    for part in parts:
+        gateway.handle(part)
+    assert submitter.lists == 1 and len(submitter.objects()) == 30
+    # A rebalance hands partition 0 back to this gateway, at the offset where it left it: another consumer may
+    # have submitted events in between and died before committing them, so the gateway asks again.
+    reassigned = new_assignment()
+    carried_by_the_other = [
+        dataclasses.replace(m, partition=0, offset=10 + i, assignment=reassigned) for i, m in enumerate(polled[30:])
+    ]
+    gateway_for(submitter).handle(carried_by_the_other[:5])  # the other owner's Workflow, never committed
+    gateway.handle(carried_by_the_other)
+    assert submitter.lists == 3
+    assert sorted(submitter.objects()) == [f"k{i:04d}.md" for i in range(40)]  # each once
 
 
 def test_routing_keys_on_the_minio_that_sent_the_event():
