@@ -431,6 +431,12 @@ def consume(
     durable work. An error escapes uncommitted: the batch in flight is replayed (the one prepared behind it was
     never started)."""
     in_flight: tuple[Batch, Positions] | None = None
+
+    def settle() -> None:
+        batch, positions = in_flight
+        batch.wait()
+        consumer.commit(positions)
+
     try:
         while not stop.is_set():
             # With a batch in flight, look only at what has arrived, so its commit is not held up by a quiet topic.
@@ -439,14 +445,12 @@ def consume(
                 LAG.labels(topic, str(partition)).set(behind)
             prepared = prepare(messages) if messages else None
             if in_flight:
-                in_flight[0].wait()
-                consumer.commit(in_flight[1])
+                settle()
                 in_flight = None
             if prepared:
                 prepared.start()
                 in_flight = (prepared, next_positions(messages))
         if in_flight:  # stopping: finish what was started rather than leave it to a replay
-            in_flight[0].wait()
-            consumer.commit(in_flight[1])
+            settle()
     except Stopped:
         return
